@@ -1,0 +1,38 @@
+# pg_turnstile — exact counters and a per-user credential cache
+
+MODULE_big = pg_turnstile
+OBJS = \
+	src/guc.o \
+	src/keylock.o \
+	src/snapshot.o \
+	src/store.o \
+	src/counter.o
+
+EXTENSION = pg_turnstile
+DATA = \
+	pg_turnstile--1.0.sql
+PGFILEDESC = "pg_turnstile - exact counters and a serialized credential cache"
+
+REGRESS = \
+	counter_api \
+	counter_errors \
+	counter_hot \
+	counter_isolation \
+	counter_security
+REGRESS_OPTS = --inputdir=. --outputdir=.
+
+ISOLATION = \
+	counter_create_race \
+	counter_incr_wait \
+	counter_cas_race \
+	counter_hot_cas \
+	counter_snapshot_policy \
+	counter_advisory_keys
+# REGRESS_OPTS is not passed to the isolation suite; it needs its own.
+ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=pg_turnstile
+
+TAP_TESTS = 1
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,736 @@
+/*-------------------------------------------------------------------------
+ *
+ * counter.c
+ *	  Exact counters: the SQL-callable counter_* functions.
+ *
+ * A counter is one row per slot in turnstile.counter_slot.  Every call
+ * follows the same order:
+ *
+ *	1. lock the counter's key (keylock.c): ExclusiveLock for anything that
+ *	   needs the one exact value, ShareLock plus one slot's lock for an
+ *	   increment of a hot counter;
+ *	2. take the snapshot the isolation policy names (snapshot.c) and, under
+ *	   "repeatable read", make sure the key did not change after the caller's
+ *	   snapshot;
+ *	3. read or write the rows with that snapshot.
+ *
+ * Locking before reading is what makes the calls exact: a caller that had to
+ * wait reads the state its predecessor committed, never the state it saw
+ * before waiting.
+ *
+ * Hot counters.  An increment needs to know whether a counter is hot, and
+ * how many slots it has, before it can choose its locks.  Each backend
+ * remembers the slot count of the hot counters it has incremented (a small
+ * cache keyed by the counter's lock key).  A counter it does not know is
+ * treated as plain: its increment takes the ExclusiveLock and updates slot 0,
+ * which is correct for a hot counter too, only not concurrent; the answer
+ * tells the slot count, which is then remembered.  A stale entry (a counter
+ * dropped and created again with fewer slots) makes the update find no row,
+ * and the increment falls back to the exclusive path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(counter_create);
+PG_FUNCTION_INFO_V1(counter_incr);
+PG_FUNCTION_INFO_V1(counter_incr_expected);
+PG_FUNCTION_INFO_V1(counter_decr);
+PG_FUNCTION_INFO_V1(counter_cas);
+PG_FUNCTION_INFO_V1(counter_get);
+PG_FUNCTION_INFO_V1(counter_set);
+PG_FUNCTION_INFO_V1(counter_info);
+PG_FUNCTION_INFO_V1(counter_drop);
+PG_FUNCTION_INFO_V1(counter_list);
+
+/* The state of one counter, summed over its slots. */
+typedef struct TsCounterState
+{
+	bool		exists;
+	int64		value;
+	int64		version;
+	int32		slots;
+	TimestampTz created_at;
+	TimestampTz updated_at;
+} TsCounterState;
+
+/* A counter being worked on: its name as given and its lock key. */
+typedef struct TsCounter
+{
+	char	   *name;
+	int			len;
+	uint64		key;
+} TsCounter;
+
+/*
+ * Statements.  $1 is always the counter name.
+ */
+static TsStatement ts_stmt_read = {
+	"SELECT slots, value, version, created_at, updated_at"
+	"  FROM turnstile.counter_slot"
+	" WHERE name OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/*
+ * Add $3 to slot $2, unless the slot value would leave [$4, $5] (overflow);
+ * for a hot counter also sum the other slots, so the caller gets the total.
+ */
+static TsStatement ts_stmt_add = {
+	"WITH bumped AS ("
+	" UPDATE turnstile.counter_slot"
+	"    SET value = value OPERATOR(pg_catalog.+) $3,"
+	"        version = version OPERATOR(pg_catalog.+) 1,"
+	"        updated_at = pg_catalog.clock_timestamp()"
+	"  WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
+	"    AND value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
+	" RETURNING value, slots)"
+	" SELECT b.value, b.slots,"
+	"        CASE WHEN b.slots OPERATOR(pg_catalog.>) 1 THEN"
+	"          (SELECT pg_catalog.sum(o.value) FROM turnstile.counter_slot o"
+	"            WHERE o.name OPERATOR(pg_catalog.=) $1"
+	"              AND o.slot OPERATOR(pg_catalog.<>) $2) END"
+	"   FROM bumped b",
+	5, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID}
+};
+
+/* Create a counter with value $2 in slot 0 and $3 slots. */
+static TsStatement ts_stmt_insert = {
+	"INSERT INTO turnstile.counter_slot"
+	"       (name, slot, slots, value, version, created_at, updated_at)"
+	" SELECT $1, s, $3,"
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
+	"        1, t.now, t.now"
+	"   FROM pg_catalog.generate_series(0, $3 OPERATOR(pg_catalog.-) 1) s,"
+	"        (SELECT pg_catalog.clock_timestamp() AS now) t",
+	3, {TEXTOID, INT8OID, INT4OID}
+};
+
+/*
+ * Set a counter to $2: slot 0 takes the value, the other slots go to zero.
+ * Slots that are zero already are left alone, so a hot counter's reset
+ * writes only the rows it must; slot 0 always changes, so the counter's
+ * version (the sum of its slot versions) always grows.
+ */
+static TsStatement ts_stmt_set = {
+	"UPDATE turnstile.counter_slot"
+	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
+	"       version = version OPERATOR(pg_catalog.+) 1,"
+	"       updated_at = pg_catalog.clock_timestamp()"
+	" WHERE name OPERATOR(pg_catalog.=) $1"
+	"   AND (slot OPERATOR(pg_catalog.=) 0 OR value OPERATOR(pg_catalog.<>) 0)",
+	2, {TEXTOID, INT8OID}
+};
+
+static TsStatement ts_stmt_delete = {
+	"DELETE FROM turnstile.counter_slot WHERE name OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+static TsStatement ts_stmt_list = {
+	"SELECT name, pg_catalog.sum(value)::pg_catalog.int8,"
+	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots),"
+	"       pg_catalog.min(created_at), pg_catalog.max(updated_at)"
+	"  FROM turnstile.counter_slot"
+	" GROUP BY name ORDER BY name",
+	0, {InvalidOid}
+};
+
+/*
+ * The slot counts of hot counters this backend has incremented, keyed by
+ * lock key.  It lives as long as the backend, in its own context under
+ * TopMemoryContext; it is emptied when it reaches its cap, so it cannot grow
+ * with the number of counters a long-lived backend touches.
+ */
+#define TS_HOT_CACHE_CAP 1024
+
+typedef struct TsHotEntry
+{
+	uint64		key;
+	int32		slots;
+} TsHotEntry;
+
+static HTAB *ts_hot_cache = NULL;
+
+static int
+ts_hot_slots(uint64 key)
+{
+	TsHotEntry *entry;
+
+	if (ts_hot_cache == NULL)
+		return 1;
+	entry = hash_search(ts_hot_cache, &key, HASH_FIND, NULL);
+	return entry ? entry->slots : 1;
+}
+
+static void
+ts_hot_remember(uint64 key, int slots)
+{
+	TsHotEntry *entry;
+
+	if (slots <= 1)
+	{
+		if (ts_hot_cache != NULL)
+			hash_search(ts_hot_cache, &key, HASH_REMOVE, NULL);
+		return;
+	}
+
+	if (ts_hot_cache != NULL && hash_get_num_entries(ts_hot_cache) >= TS_HOT_CACHE_CAP)
+	{
+		hash_destroy(ts_hot_cache);
+		ts_hot_cache = NULL;
+	}
+	if (ts_hot_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(TsHotEntry);
+		ctl.hcxt = TopMemoryContext;
+		ts_hot_cache = hash_create("turnstile hot counters", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(ts_hot_cache, &key, HASH_ENTER, NULL);
+	entry->slots = slots;
+}
+
+/*
+ * Read the name argument and compute its key.
+ */
+static void
+ts_counter_from_arg(FunctionCallInfo fcinfo, TsCounter *counter)
+{
+	ts_require_arg(PG_ARGISNULL(0), "name");
+	counter->name = ts_counter_name_arg(PG_GETARG_DATUM(0), &counter->len);
+	counter->key = ts_counter_key(counter->name, counter->len);
+}
+
+static int64
+ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	ts_require_arg(PG_ARGISNULL(argno), argname);
+	return PG_GETARG_INT64(argno);
+}
+
+static void
+ts_report_overflow(const TsCounter *counter, int64 value, const char *what, int64 delta)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("counter \"%s\" would leave the bigint range", counter->name),
+			 errdetail("Current value " INT64_FORMAT ", %s " INT64_FORMAT ".",
+					   value, what, delta)));
+}
+
+/*
+ * Read a counter's state with the given snapshot: the sum over its slots.
+ * Runs inside a store session.
+ */
+static void
+ts_counter_read(const TsCounter *counter, Snapshot snapshot, TsCounterState *state)
+{
+	Datum		args[1] = {CStringGetTextDatum(counter->name)};
+	int			rows = ts_store_exec(&ts_stmt_read, args, NULL, snapshot, true);
+
+	memset(state, 0, sizeof(*state));
+	state->exists = rows > 0;
+
+	for (int row = 0; row < rows; row++)
+	{
+		bool		isnull;
+		int64		value = DatumGetInt64(ts_store_value(row, 2, &isnull));
+		int64		version = DatumGetInt64(ts_store_value(row, 3, &isnull));
+		TimestampTz created_at = DatumGetTimestampTz(ts_store_value(row, 4, &isnull));
+		TimestampTz updated_at = DatumGetTimestampTz(ts_store_value(row, 5, &isnull));
+
+		state->slots = DatumGetInt32(ts_store_value(row, 1, &isnull));
+		if (pg_add_s64_overflow(state->value, value, &state->value))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("value of hot counter \"%s\" is out of the bigint range",
+							counter->name),
+					 errdetail("Its slots sum to more than a bigint can hold."),
+					 errhint("Use counter_set to bring it back into range.")));
+		state->version += version;
+		state->created_at = created_at;
+		if (row == 0 || updated_at > state->updated_at)
+			state->updated_at = updated_at;
+	}
+}
+
+/*
+ * Under "repeatable read" and "serializable", refuse to act when the key
+ * changed after the caller's snapshot.  Call with the key locked, so that the
+ * latest state cannot move while we compare.
+ */
+static void
+ts_counter_check_unchanged(const TsCounter *counter, Snapshot snapshot)
+{
+	TsCounterState seen;
+	TsCounterState latest;
+	Snapshot	latest_snapshot;
+
+	if (ts_policy_uses_latest())
+		return;
+
+	ts_counter_read(counter, snapshot, &seen);
+	latest_snapshot = ts_latest_snapshot();
+	ts_counter_read(counter, latest_snapshot, &latest);
+	ts_policy_release(latest_snapshot);
+
+	if (seen.exists != latest.exists || seen.version != latest.version)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("counter \"%s\" was changed by a concurrent transaction",
+						counter->name),
+				 errdetail("turnstile.isolation is \"%s\" and the counter changed after this transaction's snapshot was taken.",
+						   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
+						   "serializable" : "repeatable read"),
+				 errhint("Retry the transaction.")));
+}
+
+/*
+ * Lock a counter exclusively and take the policy's snapshot.  The caller
+ * releases the snapshot with ts_policy_release.
+ */
+static Snapshot
+ts_counter_begin_exclusive(const TsCounter *counter)
+{
+	Snapshot	snapshot;
+
+	ts_policy_check_level();
+	ts_lock_counter(counter->key, ExclusiveLock, counter->name);
+	snapshot = ts_policy_snapshot();
+	ts_counter_check_unchanged(counter, snapshot);
+	return snapshot;
+}
+
+static void
+ts_counter_insert(const TsCounter *counter, Snapshot snapshot, int64 value, int32 slots)
+{
+	Datum		args[3] = {
+		CStringGetTextDatum(counter->name), Int64GetDatum(value), Int32GetDatum(slots)
+	};
+
+	ts_store_exec(&ts_stmt_insert, args, NULL, snapshot, false);
+}
+
+/*
+ * Set an existing counter to value, or create it (one slot) with that value.
+ */
+static void
+ts_counter_write(const TsCounter *counter, Snapshot snapshot,
+				 const TsCounterState *state, int64 value)
+{
+	Datum		args[2] = {CStringGetTextDatum(counter->name), Int64GetDatum(value)};
+
+	if (state->exists)
+		ts_store_exec(&ts_stmt_set, args, NULL, snapshot, false);
+	else
+		ts_counter_insert(counter, snapshot, value, 1);
+}
+
+/*
+ * The exclusive path of an increment: with the counter locked exclusively,
+ * create it if absent and set it to its exact total plus delta.
+ */
+static int64
+ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
+{
+	Snapshot	snapshot = ts_counter_begin_exclusive(counter);
+	TsCounterState state;
+	int64		result;
+
+	ts_counter_read(counter, snapshot, &state);
+	if (pg_add_s64_overflow(state.value, delta, &result))
+		ts_report_overflow(counter, state.value, "delta", delta);
+	ts_counter_write(counter, snapshot, &state, result);
+	ts_hot_remember(counter->key, state.exists ? state.slots : 1);
+
+	ts_policy_release(snapshot);
+	return result;
+}
+
+/*
+ * Add delta to a counter and return its new total.
+ *
+ * The fast path updates one slot in one statement.  It finds no row when the
+ * counter is missing, when our slot count was stale, or when the slot would
+ * overflow; all three go to the exclusive path, which decides exactly.
+ */
+static int64
+ts_counter_add(const TsCounter *counter, int64 delta)
+{
+	int			slots = ts_hot_slots(counter->key);
+	int			slot;
+	Snapshot	snapshot;
+	Datum		args[5];
+	int64		result;
+	bool		done = false;
+	TsStoreSession session;
+
+	ts_policy_check_level();
+	if (slots > 1)
+		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
+	else
+	{
+		ts_lock_counter(counter->key, ExclusiveLock, counter->name);
+		slot = 0;
+	}
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_counter_check_unchanged(counter, snapshot);
+
+	/* the slot may hold any value that stays in range after adding delta */
+	args[0] = CStringGetTextDatum(counter->name);
+	args[1] = Int32GetDatum(slot);
+	args[2] = Int64GetDatum(delta);
+	args[3] = Int64GetDatum(delta < 0 ? PG_INT64_MIN - delta : PG_INT64_MIN);
+	args[4] = Int64GetDatum(delta > 0 ? PG_INT64_MAX - delta : PG_INT64_MAX);
+
+	if (ts_store_exec(&ts_stmt_add, args, NULL, snapshot, false) == 1)
+	{
+		bool		isnull;
+		int64		slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
+		int32		actual_slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
+		Datum		others = ts_store_value(0, 3, &isnull);
+
+		result = slot_value;
+		if (!isnull &&
+			pg_add_s64_overflow(slot_value,
+								DatumGetInt64(DirectFunctionCall1(numeric_int8, others)),
+								&result))
+			ts_report_overflow(counter, slot_value, "sum of the other slots",
+							   DatumGetInt64(DirectFunctionCall1(numeric_int8, others)));
+		if (actual_slots != slots)
+			ts_hot_remember(counter->key, actual_slots);
+		done = true;
+	}
+	ts_policy_release(snapshot);
+
+	if (!done)
+		result = ts_counter_add_exclusive(counter, delta);
+
+	ts_store_close(&session);
+	return result;
+}
+
+/*
+ * counter_create(name, initial = 0, slots = 1) -> bigint
+ */
+Datum
+counter_create(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		initial;
+	int32		slots;
+	Snapshot	snapshot;
+	TsCounterState state;
+	TsStoreSession session;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	initial = ts_int64_arg(fcinfo, 1, "initial");
+	ts_require_arg(PG_ARGISNULL(2), "slots");
+	slots = PG_GETARG_INT32(2);
+	if (slots < 1 || slots > TURNSTILE_SLOTS_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("slots must be between 1 and %d", TURNSTILE_SLOTS_MAX),
+				 errdetail("Counter \"%s\" was given %d slots.", counter.name, slots)));
+
+	ts_store_open(&session);
+	snapshot = ts_counter_begin_exclusive(&counter);
+	ts_counter_read(&counter, snapshot, &state);
+	if (!state.exists)
+	{
+		ts_counter_insert(&counter, snapshot, initial, slots);
+		state.value = initial;
+		ts_hot_remember(counter.key, slots);
+	}
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_INT64(state.value);
+}
+
+/*
+ * counter_incr(name, delta = 1) -> bigint
+ */
+Datum
+counter_incr(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		delta;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	delta = ts_int64_arg(fcinfo, 1, "delta");
+	PG_RETURN_INT64(ts_counter_add(&counter, delta));
+}
+
+/*
+ * counter_decr(name, delta = 1) -> bigint: counter_incr(name, -delta)
+ */
+Datum
+counter_decr(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		delta;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	delta = ts_int64_arg(fcinfo, 1, "delta");
+	if (delta == PG_INT64_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("delta " INT64_FORMAT " cannot be negated", delta),
+				 errdetail("Counter \"%s\" was not changed.", counter.name)));
+	PG_RETURN_INT64(ts_counter_add(&counter, -delta));
+}
+
+/*
+ * counter_incr(name, delta, expected) -> bigint
+ *
+ * The conditional put.  A missing counter counts as 0 and is created only if
+ * the increment applies.
+ */
+Datum
+counter_incr_expected(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		delta;
+	int64		expected;
+	int64		result;
+	Snapshot	snapshot;
+	TsCounterState state;
+	TsStoreSession session;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	delta = ts_int64_arg(fcinfo, 1, "delta");
+	expected = ts_int64_arg(fcinfo, 2, "expected");
+
+	ts_store_open(&session);
+	snapshot = ts_counter_begin_exclusive(&counter);
+	ts_counter_read(&counter, snapshot, &state);
+	if (state.value != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("counter \"%s\" is out of sync", counter.name),
+				 state.exists ?
+				 errdetail("Expected value " INT64_FORMAT ", current value " INT64_FORMAT ".",
+						   expected, state.value) :
+				 errdetail("Expected value " INT64_FORMAT ", current value 0 (the counter does not exist).",
+						   expected),
+				 errhint("Retry with the current value as expected.")));
+	if (pg_add_s64_overflow(state.value, delta, &result))
+		ts_report_overflow(&counter, state.value, "delta", delta);
+	ts_counter_write(&counter, snapshot, &state, result);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_INT64(result);
+}
+
+/*
+ * counter_cas(name, expected, new_value)
+ *	 -> (applied, value, version, updated_at)
+ *
+ * The non-raising conditional put.  A missing counter counts as 0 and is
+ * created only if the put applies; if it does not, the result's value,
+ * version and updated_at are NULL, which tells the caller it is missing.
+ */
+Datum
+counter_cas(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		expected;
+	int64		new_value;
+	bool		applied;
+	Snapshot	snapshot;
+	TsCounterState state;
+	TsStoreSession session;
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	ts_counter_from_arg(fcinfo, &counter);
+	expected = ts_int64_arg(fcinfo, 1, "expected");
+	new_value = ts_int64_arg(fcinfo, 2, "new_value");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "counter_cas must return a record");
+
+	ts_store_open(&session);
+	snapshot = ts_counter_begin_exclusive(&counter);
+	ts_counter_read(&counter, snapshot, &state);
+	applied = (state.value == expected);
+	if (applied)
+	{
+		ts_counter_write(&counter, snapshot, &state, new_value);
+		ts_counter_read(&counter, snapshot, &state);
+	}
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	values[0] = BoolGetDatum(applied);
+	values[1] = Int64GetDatum(state.value);
+	values[2] = Int64GetDatum(state.version);
+	values[3] = TimestampTzGetDatum(state.updated_at);
+	if (!state.exists)
+		nulls[1] = nulls[2] = nulls[3] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+/*
+ * Read a counter without locking it, under the isolation policy.
+ */
+static void
+ts_counter_read_unlocked(const TsCounter *counter, TsCounterState *state)
+{
+	Snapshot	snapshot;
+	TsStoreSession session;
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_counter_read(counter, snapshot, state);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+}
+
+/*
+ * counter_get(name) -> bigint, NULL if there is no such counter
+ */
+Datum
+counter_get(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	TsCounterState state;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	ts_counter_read_unlocked(&counter, &state);
+	if (!state.exists)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(state.value);
+}
+
+/*
+ * counter_set(name, value) -> bigint
+ */
+Datum
+counter_set(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		value;
+	Snapshot	snapshot;
+	TsCounterState state;
+	TsStoreSession session;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	value = ts_int64_arg(fcinfo, 1, "value");
+
+	ts_store_open(&session);
+	snapshot = ts_counter_begin_exclusive(&counter);
+	ts_counter_read(&counter, snapshot, &state);
+	ts_counter_write(&counter, snapshot, &state, value);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_INT64(value);
+}
+
+/*
+ * counter_drop(name) -> boolean
+ */
+Datum
+counter_drop(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	Snapshot	snapshot;
+	Datum		args[1];
+	int			rows;
+	TsStoreSession session;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	args[0] = CStringGetTextDatum(counter.name);
+
+	ts_store_open(&session);
+	snapshot = ts_counter_begin_exclusive(&counter);
+	rows = ts_store_exec(&ts_stmt_delete, args, NULL, snapshot, false);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	ts_hot_remember(counter.key, 1);
+	PG_RETURN_BOOL(rows > 0);
+}
+
+/*
+ * counter_info(name) -> setof counter_state: one row, or none if absent
+ */
+Datum
+counter_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TsCounter	counter;
+	TsCounterState state;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	InitMaterializedSRF(fcinfo, 0);
+	ts_counter_read_unlocked(&counter, &state);
+
+	if (state.exists)
+	{
+		Datum		values[6] = {
+			CStringGetTextDatum(counter.name), Int64GetDatum(state.value),
+			Int64GetDatum(state.version), Int32GetDatum(state.slots),
+			TimestampTzGetDatum(state.created_at),
+			TimestampTzGetDatum(state.updated_at)
+		};
+		bool		nulls[6] = {false, false, false, false, false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * counter_list() -> setof counter_state: every counter, for the view
+ * turnstile.counters.  Like counter_get it reads under the isolation policy.
+ */
+Datum
+counter_list(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Snapshot	snapshot;
+	TsStoreSession session;
+	int			rows;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	rows = ts_store_exec(&ts_stmt_list, NULL, NULL, snapshot, true);
+	for (int row = 0; row < rows; row++)
+	{
+		Datum		values[6];
+		bool		nulls[6];
+
+		for (int col = 0; col < 6; col++)
+			values[col] = ts_store_value(row, col + 1, &nulls[col]);
+		/* the tuplestore copies the values, so SPI's memory may go after */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	return (Datum) 0;
+}

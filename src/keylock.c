@@ -1,0 +1,173 @@
+/*-------------------------------------------------------------------------
+ *
+ * keylock.c
+ *	  Per-key heavyweight locks: one per counter, one per hot-counter slot.
+ *
+ * Every turnstile key is serialized by a transaction-scoped lock in the
+ * regular lock manager, so waits show up in pg_locks, honour lock_timeout,
+ * take part in deadlock detection and disappear at commit or abort (which is
+ * also what makes the extension safe behind transaction poolers).
+ *
+ * The locks use the advisory lock tag, because that is the one tag whose
+ * fields an extension may fill as it likes, and it is shown in pg_locks as
+ * (database, classid, objid, objsubid).  PostgreSQL's own advisory lock
+ * functions put 1 (one bigint key) or 2 (two int4 keys) into the last field;
+ * turnstile puts its own kind numbers there, so no application advisory key,
+ * whatever its value, can ever name the same lock as a turnstile key.
+ *
+ * Lock modes on a counter's key:
+ *
+ *	ExclusiveLock	held by everything that needs the one exact value of a
+ *					counter: create, set, drop, compare-and-set, and every
+ *					increment of a plain counter.
+ *	ShareLock		held by increments of a hot counter.  They do not conflict
+ *					with each other; each also holds the ExclusiveLock of the
+ *					one slot it updates.  A compare-and-set therefore waits
+ *					until every in-flight increment has committed or aborted,
+ *					and holds off new ones until it ends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/elog.h"
+
+/* Kind numbers in the last field of the lock tag (see pg_locks.objsubid). */
+#define TS_LOCK_KIND_COUNTER		0x5401
+#define TS_LOCK_KIND_COUNTER_SLOT	0x5402
+
+/* How many slots a hot increment tries before it waits for one. */
+#define TS_SLOT_PROBES				16
+
+/*
+ * The 64-bit key of a counter name.  Two names with the same key would merely
+ * share a lock; with 64 bits that does not happen in practice.
+ */
+uint64
+ts_counter_key(const char *name, int len)
+{
+	return hash_bytes_extended((const unsigned char *) name, len, 0);
+}
+
+static inline void
+ts_counter_locktag(LOCKTAG *tag, uint64 key)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
+						 (uint32) key, TS_LOCK_KIND_COUNTER);
+}
+
+/*
+ * A slot lock keeps the high half of the counter key, so that turnstile.locks
+ * can decode it, and puts the slot number in the low half.
+ */
+static inline void
+ts_slot_locktag(LOCKTAG *tag, uint64 key, int slot)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
+						 (uint32) slot, TS_LOCK_KIND_COUNTER_SLOT);
+}
+
+/*
+ * Wait for a lock, turning a lock_timeout into an error that names the key.
+ *
+ * The lock is first tried without waiting, so the uncontended path pays for
+ * neither the PG_TRY set-up nor the error handling.  When the wait is cut by
+ * lock_timeout, the lock manager has already left the wait queue cleanly; we
+ * only replace the generic message with one that says which counter it was
+ * and raise it at once, so the transaction's abort does the usual clean-up.
+ */
+static void
+ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const char *name)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+
+	if (LockAcquire(tag, mode, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		return;
+
+	PG_TRY();
+	{
+		(void) LockAcquire(tag, mode, false, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not lock counter \"%s\" within lock_timeout", name),
+				 errdetail("Another transaction holds the counter's turnstile lock."),
+				 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Lock a counter's key in the given mode until the end of the transaction.
+ */
+void
+ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
+{
+	LOCKTAG		tag;
+
+	ts_counter_locktag(&tag, key);
+	ts_lock_wait(&tag, mode, name);
+}
+
+/*
+ * Take the ShareLock of a hot counter plus the ExclusiveLock of one of its
+ * slots, and return that slot.
+ *
+ * Backends start probing at a slot derived from their pid and take the first
+ * free one, so concurrent incrementers spread over the slots instead of
+ * queueing on one row; only when every probed slot is busy do they wait, on
+ * their own starting slot.  A slot lock this transaction already holds counts
+ * as free, so a transaction's later increments usually reuse its slot.
+ */
+int
+ts_lock_counter_slot(uint64 key, int slots, const char *name)
+{
+	LOCKTAG		tag;
+	int			start = MyProcPid % slots;
+	int			probes = Min(slots, TS_SLOT_PROBES);
+
+	ts_lock_counter(key, ShareLock, name);
+
+	for (int i = 0; i < probes; i++)
+	{
+		int			slot = (start + i) % slots;
+
+		ts_slot_locktag(&tag, key, slot);
+		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+			return slot;
+	}
+
+	ts_slot_locktag(&tag, key, start);
+	ts_lock_wait(&tag, ExclusiveLock, name);
+	return start;
+}
+
+PG_FUNCTION_INFO_V1(counter_lock_key);
+
+/*
+ * counter_lock_key(name) -> bigint: the key of a counter's lock, as
+ * (classid << 32 | objid) of its pg_locks row; used by turnstile.locks.
+ */
+Datum
+counter_lock_key(PG_FUNCTION_ARGS)
+{
+	int			len;
+	char	   *name;
+
+	ts_require_arg(PG_ARGISNULL(0), "name");
+	name = ts_counter_name_arg(PG_GETARG_DATUM(0), &len);
+	PG_RETURN_INT64((int64) ts_counter_key(name, len));
+}

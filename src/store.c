@@ -1,0 +1,152 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  Access to the extension's tables through prepared SPI plans.
+ *
+ * The tables are readable by their owner only, so that the functions are the
+ * one way in.  A call therefore switches to the owner of the turnstile schema
+ * for the duration of its SPI work, the way a SECURITY DEFINER function would,
+ * but without the per-call cost of a function-level SET clause.  The switch
+ * is marked as a restricted operation, and transaction abort restores the
+ * caller's identity if an error escapes.
+ *
+ * Every statement text is fully qualified (tables, functions and operators),
+ * so no search_path, whatever the caller set, can redirect it.  Plans are
+ * prepared on first use in a backend and kept for the backend's life; the
+ * plan cache revalidates them when the tables change.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+
+/*
+ * The role the tables belong to: the owner of the turnstile schema, which
+ * CREATE EXTENSION created together with them.
+ */
+static Oid
+ts_store_owner(void)
+{
+	Oid			nspid = get_namespace_oid("turnstile", false);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for schema %u", nspid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Become the tables' owner and connect to SPI.
+ */
+void
+ts_store_open(TsStoreSession *session)
+{
+	Oid			owner = ts_store_owner();
+
+	GetUserIdAndSecContext(&session->saved_userid, &session->saved_sec_context);
+	SetUserIdAndSecContext(owner,
+						   session->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * Disconnect from SPI and become the caller again.  Results that must
+ * outlive this call have to be copied out before.
+ */
+void
+ts_store_close(TsStoreSession *session)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(session->saved_userid, session->saved_sec_context);
+}
+
+/*
+ * Run a statement with the given snapshot (InvalidSnapshot: the active one)
+ * and return the number of rows it produced or changed.
+ */
+int
+ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
+			  Snapshot snapshot, bool read_only)
+{
+	int			rc;
+
+	if (stmt->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(stmt->sql, stmt->nargs, stmt->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 stmt->sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		stmt->plan = plan;
+	}
+
+	if (snapshot != InvalidSnapshot)
+		rc = SPI_execute_snapshot(stmt->plan, values, nulls, snapshot,
+								  InvalidSnapshot, read_only, false, 0);
+	else
+		rc = SPI_execute_plan(stmt->plan, values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI failed for \"%s\": %s", stmt->sql,
+			 SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/*
+ * One column of one row of the last result.
+ */
+Datum
+ts_store_value(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}
+
+/*
+ * Raise 22004 for a NULL argument, naming it.
+ */
+void
+ts_require_arg(bool isnull, const char *argname)
+{
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" must not be null", argname)));
+}
+
+/*
+ * Check a counter name (1 to TURNSTILE_NAME_MAX_CHARS characters) and return
+ * it as a C string with its length in bytes.
+ */
+char *
+ts_counter_name_arg(Datum arg, int *len)
+{
+	text	   *name = DatumGetTextPP(arg);
+	int			bytes = VARSIZE_ANY_EXHDR(name);
+	int			chars = pg_mbstrlen_with_len(VARDATA_ANY(name), bytes);
+
+	if (chars < 1 || chars > TURNSTILE_NAME_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("counter name must have 1 to %d characters", TURNSTILE_NAME_MAX_CHARS),
+				 errdetail("The name given has %d characters.", chars)));
+
+	*len = bytes;
+	return text_to_cstring(name);
+}

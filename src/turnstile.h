@@ -1,0 +1,84 @@
+/*-------------------------------------------------------------------------
+ *
+ * turnstile.h
+ *	  Private declarations shared by the pg_turnstile C sources.
+ *
+ * Vocabulary used throughout the sources:
+ *
+ *	key		the thing a call serializes on: one counter name, or one
+ *			(realm, user id) pair.  Every key has a transaction-scoped
+ *			heavyweight lock (see keylock.c).
+ *	slot	one row of a counter.  A plain counter has one slot; a hot
+ *			counter has several, so that concurrent increments update
+ *			different rows and do not queue behind one row lock.
+ *	policy	how a call reads the state of its key: from the latest committed
+ *			state, or from the calling transaction's snapshot (snapshot.c,
+ *			chosen by the turnstile.isolation setting).
+ *	store	the extension's tables, reached through prepared SPI plans that
+ *			run as the extension's owner (store.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TURNSTILE_H
+#define TURNSTILE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "storage/lockdefs.h"
+#include "utils/snapshot.h"
+
+/* Counter names are 1 to this many characters long. */
+#define TURNSTILE_NAME_MAX_CHARS	200
+
+/* A hot counter has at most this many slots. */
+#define TURNSTILE_SLOTS_MAX			1024
+
+/* guc.c */
+typedef enum TurnstileIsolation
+{
+	TURNSTILE_READ_COMMITTED,
+	TURNSTILE_REPEATABLE_READ,
+	TURNSTILE_SERIALIZABLE
+} TurnstileIsolation;
+
+extern int	turnstile_isolation;
+
+/* keylock.c */
+extern uint64 ts_counter_key(const char *name, int len);
+extern void ts_lock_counter(uint64 key, LOCKMODE mode, const char *name);
+extern int	ts_lock_counter_slot(uint64 key, int slots, const char *name);
+
+/* snapshot.c */
+extern void ts_policy_check_level(void);
+extern Snapshot ts_policy_snapshot(void);
+extern Snapshot ts_latest_snapshot(void);
+extern void ts_policy_release(Snapshot snapshot);
+extern bool ts_policy_uses_latest(void);
+
+/* store.c */
+typedef struct TsStatement
+{
+	const char *sql;			/* fully schema- and operator-qualified */
+	int			nargs;
+	Oid			argtypes[6];
+	SPIPlanPtr	plan;			/* prepared on first use, then kept */
+} TsStatement;
+
+typedef struct TsStoreSession
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+} TsStoreSession;
+
+extern void ts_store_open(TsStoreSession *session);
+extern void ts_store_close(TsStoreSession *session);
+extern int	ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
+						  Snapshot snapshot, bool read_only);
+extern Datum ts_store_value(int row, int col, bool *isnull);
+
+/* argument checks shared by the SQL-callable functions (store.c) */
+extern void ts_require_arg(bool isnull, const char *argname);
+extern char *ts_counter_name_arg(Datum arg, int *len);
+
+#endif							/* TURNSTILE_H */
