@@ -18,15 +18,15 @@
  * wait reads the state its predecessor committed, never the state it saw
  * before waiting.
  *
- * Hot counters.  An increment needs to know whether a counter is hot, and
- * how many slots it has, before it can choose its locks.  Each backend
- * remembers the slot count of the hot counters it has incremented (a small
- * cache keyed by the counter's lock key).  A counter it does not know is
- * treated as plain: its increment takes the ExclusiveLock and updates slot 0,
- * which is correct for a hot counter too, only not concurrent; the answer
- * tells the slot count, which is then remembered.  A stale entry (a counter
- * dropped and created again with fewer slots) makes the update find no row,
- * and the increment falls back to the exclusive path.
+ * Hot counters.  An increment needs to know how many slots a counter has
+ * before it can choose its locks.  Each backend remembers the slot counts of
+ * the counters it has touched (a bounded cache keyed by lock key) and looks
+ * up a counter it does not know with one index probe before locking.  A
+ * stale entry is harmless: a hot counter taken for plain is incremented
+ * under its ExclusiveLock, which is correct, only not concurrent; a plain
+ * counter taken for hot has no row for the chosen slot, and the increment
+ * falls back to the exclusive path.  Either way the answer corrects the
+ * cache.
  *
  *-------------------------------------------------------------------------
  */
@@ -132,6 +132,12 @@ static TsStatement ts_stmt_set = {
 	2, {TEXTOID, INT8OID}
 };
 
+static TsStatement ts_stmt_slots = {
+	"SELECT slots FROM turnstile.counter_slot"
+	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) 0",
+	1, {TEXTOID}
+};
+
 static TsStatement ts_stmt_delete = {
 	"DELETE FROM turnstile.counter_slot WHERE name OPERATOR(pg_catalog.=) $1",
 	1, {TEXTOID}
@@ -147,61 +153,92 @@ static TsStatement ts_stmt_list = {
 };
 
 /*
- * The slot counts of hot counters this backend has incremented, keyed by
- * lock key.  It lives as long as the backend, in its own context under
- * TopMemoryContext; it is emptied when it reaches its cap, so it cannot grow
- * with the number of counters a long-lived backend touches.
+ * The slot counts of the counters this backend has touched, keyed by lock
+ * key.  It lives as long as the backend, in TopMemoryContext because it must
+ * outlive transactions; it is emptied when it reaches its cap, so it cannot
+ * grow with the number of counters a long-lived backend touches.
  */
-#define TS_HOT_CACHE_CAP 1024
+#define TS_SLOTS_CACHE_CAP 8192
 
-typedef struct TsHotEntry
+typedef struct TsSlotsEntry
 {
 	uint64		key;
 	int32		slots;
-} TsHotEntry;
+} TsSlotsEntry;
 
-static HTAB *ts_hot_cache = NULL;
+static HTAB *ts_slots_cache = NULL;
 
+/* The remembered slot count of a counter, or 0 if unknown. */
 static int
-ts_hot_slots(uint64 key)
+ts_slots_cached(uint64 key)
 {
-	TsHotEntry *entry;
+	TsSlotsEntry *entry;
 
-	if (ts_hot_cache == NULL)
-		return 1;
-	entry = hash_search(ts_hot_cache, &key, HASH_FIND, NULL);
-	return entry ? entry->slots : 1;
+	if (ts_slots_cache == NULL)
+		return 0;
+	entry = hash_search(ts_slots_cache, &key, HASH_FIND, NULL);
+	return entry ? entry->slots : 0;
 }
 
+/* Remember a counter's slot count; 0 forgets it (the counter is gone). */
 static void
-ts_hot_remember(uint64 key, int slots)
+ts_slots_remember(uint64 key, int slots)
 {
-	TsHotEntry *entry;
+	TsSlotsEntry *entry;
 
-	if (slots <= 1)
+	if (slots == 0)
 	{
-		if (ts_hot_cache != NULL)
-			hash_search(ts_hot_cache, &key, HASH_REMOVE, NULL);
+		if (ts_slots_cache != NULL)
+			hash_search(ts_slots_cache, &key, HASH_REMOVE, NULL);
 		return;
 	}
 
-	if (ts_hot_cache != NULL && hash_get_num_entries(ts_hot_cache) >= TS_HOT_CACHE_CAP)
+	if (ts_slots_cache != NULL &&
+		hash_get_num_entries(ts_slots_cache) >= TS_SLOTS_CACHE_CAP)
 	{
-		hash_destroy(ts_hot_cache);
-		ts_hot_cache = NULL;
+		hash_destroy(ts_slots_cache);
+		ts_slots_cache = NULL;
 	}
-	if (ts_hot_cache == NULL)
+	if (ts_slots_cache == NULL)
 	{
 		HASHCTL		ctl;
 
 		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(TsHotEntry);
+		ctl.entrysize = sizeof(TsSlotsEntry);
 		ctl.hcxt = TopMemoryContext;
-		ts_hot_cache = hash_create("turnstile hot counters", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ts_slots_cache = hash_create("turnstile counter slots", 256, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	entry = hash_search(ts_hot_cache, &key, HASH_ENTER, NULL);
+	entry = hash_search(ts_slots_cache, &key, HASH_ENTER, NULL);
 	entry->slots = slots;
+}
+
+/*
+ * The slot count of a counter, from the cache or else from its slot 0 row
+ * read without a lock (1 when the counter does not exist yet: it will be
+ * created plain).  Runs inside a store session.
+ */
+static int
+ts_counter_slots(const TsCounter *counter)
+{
+	int			slots = ts_slots_cached(counter->key);
+
+	if (slots == 0)
+	{
+		Datum		args[1] = {CStringGetTextDatum(counter->name)};
+		Snapshot	snapshot = ts_latest_snapshot();
+
+		slots = 1;
+		if (ts_store_exec(&ts_stmt_slots, args, NULL, snapshot, true) == 1)
+		{
+			bool		isnull;
+
+			slots = DatumGetInt32(ts_store_value(0, 1, &isnull));
+			ts_slots_remember(counter->key, slots);
+		}
+		ts_policy_release(snapshot);
+	}
+	return slots;
 }
 
 /*
@@ -240,7 +277,10 @@ static void
 ts_counter_read(const TsCounter *counter, Snapshot snapshot, TsCounterState *state)
 {
 	Datum		args[1] = {CStringGetTextDatum(counter->name)};
-	int			rows = ts_store_exec(&ts_stmt_read, args, NULL, snapshot, true);
+	int			rows;
+
+	/* not read-only: SPI then lets the snapshot see this call's own writes */
+	rows = ts_store_exec(&ts_stmt_read, args, NULL, snapshot, false);
 
 	memset(state, 0, sizeof(*state));
 	state->exists = rows > 0;
@@ -355,7 +395,7 @@ ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
 	if (pg_add_s64_overflow(state.value, delta, &result))
 		ts_report_overflow(counter, state.value, "delta", delta);
 	ts_counter_write(counter, snapshot, &state, result);
-	ts_hot_remember(counter->key, state.exists ? state.slots : 1);
+	ts_slots_remember(counter->key, state.exists ? state.slots : 1);
 
 	ts_policy_release(snapshot);
 	return result;
@@ -371,7 +411,7 @@ ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
 static int64
 ts_counter_add(const TsCounter *counter, int64 delta)
 {
-	int			slots = ts_hot_slots(counter->key);
+	int			slots;
 	int			slot;
 	Snapshot	snapshot;
 	Datum		args[5];
@@ -380,6 +420,8 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	TsStoreSession session;
 
 	ts_policy_check_level();
+	ts_store_open(&session);
+	slots = ts_counter_slots(counter);
 	if (slots > 1)
 		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
 	else
@@ -388,7 +430,6 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 		slot = 0;
 	}
 
-	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
 	ts_counter_check_unchanged(counter, snapshot);
 
@@ -414,7 +455,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 			ts_report_overflow(counter, slot_value, "sum of the other slots",
 							   DatumGetInt64(DirectFunctionCall1(numeric_int8, others)));
 		if (actual_slots != slots)
-			ts_hot_remember(counter->key, actual_slots);
+			ts_slots_remember(counter->key, actual_slots);
 		done = true;
 	}
 	ts_policy_release(snapshot);
@@ -456,7 +497,7 @@ counter_create(PG_FUNCTION_ARGS)
 	{
 		ts_counter_insert(&counter, snapshot, initial, slots);
 		state.value = initial;
-		ts_hot_remember(counter.key, slots);
+		ts_slots_remember(counter.key, slots);
 	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
@@ -669,7 +710,7 @@ counter_drop(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
-	ts_hot_remember(counter.key, 1);
+	ts_slots_remember(counter.key, 0);
 	PG_RETURN_BOOL(rows > 0);
 }
 
