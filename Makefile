@@ -27,7 +27,8 @@ ISOLATION = \
 	counter_cas_race \
 	counter_hot_cas \
 	counter_snapshot_policy \
-	counter_advisory_keys
+	counter_advisory_keys \
+	counter_lock_timeout
 # REGRESS_OPTS is not passed to the isolation suite; it needs its own.
 ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=pg_turnstile
 
