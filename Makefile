@@ -6,7 +6,10 @@ OBJS = \
 	src/keylock.o \
 	src/snapshot.o \
 	src/store.o \
-	src/counter.o
+	src/counter.o \
+	src/provider.o \
+	src/refresh.o \
+	src/credential.o
 
 EXTENSION = pg_turnstile
 DATA = \
@@ -37,3 +40,6 @@ TAP_TESTS = 1
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every source includes the private header
+$(OBJS): src/turnstile.h

@@ -131,6 +131,126 @@ COMMENT ON VIEW turnstile.counters IS
 	'one row per counter, read under turnstile.isolation';
 
 --
+-- Credentials.  A realm is a pool of accounts sharing one login service; its
+-- realm_id (1 .. 32767) goes into the per-user lock tag, so it is kept small
+-- and reused after a realm is dropped.  login and validate run as registered_by.
+--
+CREATE TABLE turnstile.realm (
+	realm_id		integer		PRIMARY KEY CHECK (realm_id BETWEEN 1 AND 32767),
+	name			text		NOT NULL UNIQUE
+					CHECK (pg_catalog.char_length(name) BETWEEN 1 AND 200),
+	login			regprocedure NOT NULL,
+	validate		regprocedure,
+	ttl				interval	NOT NULL CHECK (ttl > interval '0'),
+	refresh_ahead	interval	NOT NULL CHECK (refresh_ahead >= interval '0' AND refresh_ahead < ttl),
+	retry_after		interval	NOT NULL CHECK (retry_after >= interval '0'),
+	propagation		text		NOT NULL CHECK (propagation IN ('requires_new', 'required')),
+	registered_by	oid			NOT NULL
+);
+
+CREATE TABLE turnstile.credential (
+	realm_id		integer		NOT NULL REFERENCES turnstile.realm ON DELETE CASCADE,
+	user_id			bigint		NOT NULL,
+	credential		text,
+	invalidated		boolean		NOT NULL DEFAULT false,
+	issued_at		timestamptz,
+	validated_at	timestamptz,
+	logins			bigint		NOT NULL DEFAULT 0,
+	validations		bigint		NOT NULL DEFAULT 0,
+	failures		integer		NOT NULL DEFAULT 0,
+	last_error		text,
+	blocked_until	timestamptz,
+	version			bigint		NOT NULL DEFAULT 1,
+	PRIMARY KEY (realm_id, user_id)
+) WITH (fillfactor = 80);
+
+REVOKE ALL ON turnstile.realm, turnstile.credential FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('turnstile.realm', '');
+SELECT pg_catalog.pg_extension_config_dump('turnstile.credential', '');
+
+COMMENT ON TABLE turnstile.realm IS
+	'pg_turnstile realms; use realm_set and realm_drop';
+COMMENT ON TABLE turnstile.credential IS
+	'pg_turnstile cached credentials; readable through credential_get only';
+
+CREATE FUNCTION turnstile.realm_set(realm text, login regprocedure,
+									validate regprocedure DEFAULT NULL,
+									ttl interval DEFAULT '30 minutes',
+									refresh_ahead interval DEFAULT '0',
+									retry_after interval DEFAULT '30 seconds',
+									propagation text DEFAULT 'required')
+RETURNS void
+AS 'MODULE_PATHNAME', 'realm_set'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.realm_set(text, regprocedure, regprocedure, interval, interval, interval, text) IS
+	'register or replace a realm: login(user_id bigint) -> text, validate(user_id bigint, credential text) -> boolean run as the calling role';
+
+CREATE FUNCTION turnstile.realm_drop(realm text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'realm_drop'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.realm_drop(text) IS
+	'drop a realm and its cached credentials; returns true if it existed';
+
+CREATE FUNCTION turnstile.credential_get(user_id bigint, realm text DEFAULT 'default')
+RETURNS text
+AS 'MODULE_PATHNAME', 'credential_get'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.credential_get(bigint, text) IS
+	'the credential to use now: cached while fresh, else revalidated or logged in again by exactly one caller';
+
+CREATE FUNCTION turnstile.credential_set(user_id bigint, credential text,
+										 realm text DEFAULT 'default')
+RETURNS void
+AS 'MODULE_PATHNAME', 'credential_set'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.credential_set(bigint, text, text) IS
+	'store a credential obtained elsewhere as valid from now';
+
+CREATE FUNCTION turnstile.credential_invalidate(user_id bigint, realm text DEFAULT 'default',
+												credential text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'credential_invalidate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.credential_invalidate(bigint, text, text) IS
+	'mark the cached credential as not working (only if it still equals credential, when given); returns true if one was marked';
+
+CREATE TYPE turnstile.credential_state AS (
+	realm			text,
+	user_id			bigint,
+	status			text,
+	issued_at		timestamptz,
+	validated_at	timestamptz,
+	expires_at		timestamptz,
+	logins			bigint,
+	validations		bigint,
+	failures		integer,
+	last_error		text,
+	blocked_until	timestamptz
+);
+
+CREATE FUNCTION turnstile.credential_list()
+RETURNS SETOF turnstile.credential_state
+AS 'MODULE_PATHNAME', 'credential_list'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.credential_list() IS
+	'every cached credential''s status, never the credential; the body of turnstile.credential_status';
+
+CREATE VIEW turnstile.credential_status AS
+	SELECT realm, user_id, status, issued_at, validated_at, expires_at,
+		   logins, validations, failures, last_error, blocked_until
+	  FROM turnstile.credential_list();
+
+COMMENT ON VIEW turnstile.credential_status IS
+	'one row per cached credential: status (fresh, refresh_due, expired, invalidated, failed), times and counts; never the credential itself';
+
+--
 -- Locks
 --
 CREATE FUNCTION turnstile.counter_lock_key(name text)
@@ -141,9 +261,11 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION turnstile.counter_lock_key(text) IS
 	'the key of a counter''s turnstile lock, as classid << 32 | objid in pg_locks';
 
--- Turnstile locks are advisory locks whose objsubid is a turnstile kind
--- (21505 = 0x5401 counter, 21506 = 0x5402 hot-counter slot), so they can never
--- be confused with pg_advisory_lock's own (objsubid 1 or 2).
+-- Turnstile locks are advisory locks whose objsubid is a turnstile kind, so
+-- they can never be confused with pg_advisory_lock's own (objsubid 1 or 2):
+-- 21505 (0x5401) a counter, 21506 (0x5402) a hot-counter slot, and for a
+-- user's credential 0x8000 | realm_id, which reads as a negative smallint;
+-- its classid and objid hold the user id's high and low halves.
 CREATE VIEW turnstile.locks AS
 	WITH held AS (
 		SELECT l.objsubid::integer AS kind, l.classid::bigint AS key_high,
@@ -152,23 +274,30 @@ CREATE VIEW turnstile.locks AS
 		 WHERE l.locktype = 'advisory'
 		   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
 							  WHERE d.datname = pg_catalog.current_database())
-		   AND l.objsubid IN (21505, 21506)
+		   AND (l.objsubid IN (21505, 21506) OR l.objsubid < 0)
 	), named AS (
 		SELECT c.name, turnstile.counter_lock_key(c.name) AS key
 		  FROM turnstile.counter_slot c
 		 WHERE c.slot = 0
 	)
-	SELECT CASE h.kind WHEN 21505 THEN 'counter' ELSE 'counter slot' END AS object,
+	SELECT CASE WHEN h.kind = 21505 THEN 'counter'
+				WHEN h.kind = 21506 THEN 'counter slot'
+				ELSE 'credential' END AS object,
 		   n.name AS counter,
 		   CASE h.kind WHEN 21506 THEN h.key_low::integer END AS slot,
+		   r.name AS realm,
+		   CASE WHEN h.kind < 0 THEN (h.key_high << 32 | h.key_low) END AS user_id,
 		   h.pid, h.mode, h.granted, h.waitstart
 	  FROM held h
 	  LEFT JOIN named n
-		ON (n.key >> 32) & 4294967295 = h.key_high
-	   AND (h.kind = 21506 OR n.key & 4294967295 = h.key_low);
+		ON h.kind > 0
+	   AND (n.key >> 32) & 4294967295 = h.key_high
+	   AND (h.kind = 21506 OR n.key & 4294967295 = h.key_low)
+	  LEFT JOIN turnstile.realm r
+		ON h.kind < 0 AND r.realm_id = h.kind + 32768;
 
 COMMENT ON VIEW turnstile.locks IS
-	'turnstile locks held and awaited in this database, decoded to counter names';
+	'turnstile locks held and awaited in this database, decoded to counter names and realm/user ids';
 
 --
 -- Privileges: nothing is usable by PUBLIC; the owner grants what a role needs.

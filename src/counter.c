@@ -750,26 +750,13 @@ counter_info(PG_FUNCTION_ARGS)
 Datum
 counter_list(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Snapshot	snapshot;
 	TsStoreSession session;
-	int			rows;
 
 	InitMaterializedSRF(fcinfo, 0);
-
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
-	rows = ts_store_exec(&ts_stmt_list, NULL, NULL, snapshot, true);
-	for (int row = 0; row < rows; row++)
-	{
-		Datum		values[6];
-		bool		nulls[6];
-
-		for (int col = 0; col < 6; col++)
-			values[col] = ts_store_value(row, col + 1, &nulls[col]);
-		/* the tuplestore copies the values, so SPI's memory may go after */
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+	ts_store_materialize(fcinfo, &ts_stmt_list, snapshot);
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 

@@ -36,9 +36,16 @@
 #include "storage/lock.h"
 #include "utils/elog.h"
 
-/* Kind numbers in the last field of the lock tag (see pg_locks.objsubid). */
+/*
+ * Kind numbers in the last field of the lock tag (see pg_locks.objsubid).
+ * A user's credential lock carries its realm id in the low 15 bits of its
+ * kind, and the 64-bit user id whole in the two key fields, so two different
+ * users never share a lock.
+ */
 #define TS_LOCK_KIND_COUNTER		0x5401
 #define TS_LOCK_KIND_COUNTER_SLOT	0x5402
+#define TS_LOCK_KIND_REALM_REGISTRY	0x5403
+#define TS_LOCK_KIND_CREDENTIAL		0x8000
 
 /* How many slots a hot increment tries before it waits for one. */
 #define TS_SLOT_PROBES				16
@@ -80,8 +87,28 @@ ts_slot_locktag(LOCKTAG *tag, uint64 key, int slot)
  * only replace the generic message with one that says which counter it was
  * and raise it at once, so the transaction's abort does the usual clean-up.
  */
+/* What a lock protects, for error messages; only one of the fields is set. */
+typedef struct TsLockTarget
+{
+	const char *counter;
+	const char *realm;			/* with user_id */
+	int64		user_id;
+	const char *other;
+} TsLockTarget;
+
+static char *
+ts_lock_target_describe(const TsLockTarget *target)
+{
+	if (target->counter)
+		return psprintf("counter \"%s\"", target->counter);
+	if (target->realm)
+		return psprintf("the credential of user " INT64_FORMAT " in realm \"%s\"",
+						target->user_id, target->realm);
+	return pstrdup(target->other);
+}
+
 static void
-ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const char *name)
+ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 
@@ -103,8 +130,9 @@ ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const char *name)
 		FlushErrorState();
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not lock counter \"%s\" within lock_timeout", name),
-				 errdetail("Another transaction holds the counter's turnstile lock."),
+				 errmsg("could not lock %s within lock_timeout",
+						ts_lock_target_describe(target)),
+				 errdetail("Another transaction holds its turnstile lock."),
 				 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
 	}
 	PG_END_TRY();
@@ -117,9 +145,10 @@ void
 ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
 {
 	LOCKTAG		tag;
+	TsLockTarget target = {.counter = name};
 
 	ts_counter_locktag(&tag, key);
-	ts_lock_wait(&tag, mode, name);
+	ts_lock_wait(&tag, mode, &target);
 }
 
 /*
@@ -136,6 +165,7 @@ int
 ts_lock_counter_slot(uint64 key, int slots, const char *name)
 {
 	LOCKTAG		tag;
+	TsLockTarget target = {.counter = name};
 	int			start = MyProcPid % slots;
 	int			probes = Min(slots, TS_SLOT_PROBES);
 
@@ -151,8 +181,42 @@ ts_lock_counter_slot(uint64 key, int slots, const char *name)
 	}
 
 	ts_slot_locktag(&tag, key, start);
-	ts_lock_wait(&tag, ExclusiveLock, name);
+	ts_lock_wait(&tag, ExclusiveLock, &target);
 	return start;
+}
+
+/*
+ * Lock one user's credential in a realm until the end of the transaction.
+ * With wait = false, only try, and return whether the lock was granted (or
+ * was already held by this transaction).
+ */
+bool
+ts_lock_credential(int realm_id, int64 user_id, bool wait, const char *realm)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.realm = realm, .user_id = user_id};
+
+	Assert(realm_id >= 1 && realm_id <= TURNSTILE_REALM_ID_MAX);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) ((uint64) user_id >> 32),
+						 (uint32) user_id, TS_LOCK_KIND_CREDENTIAL | realm_id);
+	if (!wait)
+		return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+
+	ts_lock_wait(&tag, ExclusiveLock, &target);
+	return true;
+}
+
+/*
+ * Serialize changes to the set of realms (realm ids are allocated from it).
+ */
+void
+ts_lock_realm_registry(void)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.other = "the realm registry"};
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, TS_LOCK_KIND_REALM_REGISTRY);
+	ts_lock_wait(&tag, ExclusiveLock, &target);
 }
 
 PG_FUNCTION_INFO_V1(counter_lock_key);

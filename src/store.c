@@ -22,6 +22,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
+#include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -54,6 +55,7 @@ ts_store_open(TsStoreSession *session)
 {
 	Oid			owner = ts_store_owner();
 
+	session->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&session->saved_userid, &session->saved_sec_context);
 	SetUserIdAndSecContext(owner,
 						   session->saved_sec_context |
@@ -61,6 +63,23 @@ ts_store_open(TsStoreSession *session)
 						   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * Run a function as the given role, from inside a store session, and become
+ * the tables' owner again afterwards (an error restores the identity at
+ * abort).  Used for a realm's login and validate functions.
+ */
+void
+ts_store_run_as(Oid role, void (*body) (void *), void *arg)
+{
+	Oid			owner;
+	int			sec_context;
+
+	GetUserIdAndSecContext(&owner, &sec_context);
+	SetUserIdAndSecContext(role, sec_context & ~SECURITY_RESTRICTED_OPERATION);
+	body(arg);
+	SetUserIdAndSecContext(owner, sec_context);
 }
 
 /*
@@ -98,7 +117,7 @@ ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
 
 	if (snapshot != InvalidSnapshot)
 		rc = SPI_execute_snapshot(stmt->plan, values, nulls, snapshot,
-								  InvalidSnapshot, read_only, false, 0);
+								  InvalidSnapshot, read_only, true, 0);
 	else
 		rc = SPI_execute_plan(stmt->plan, values, nulls, read_only, 0);
 
@@ -116,6 +135,42 @@ ts_store_value(int row, int col, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
 						 col, isnull);
+}
+
+/*
+ * A copy of a text column of the last result, in the memory of the function
+ * that opened the store session (SPI's memory goes at ts_store_close).
+ * NULL if the column is null.
+ */
+char *
+ts_store_text(TsStoreSession *session, int row, int col)
+{
+	char	   *value = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+
+	return value ? MemoryContextStrdup(session->caller_context, value) : NULL;
+}
+
+/*
+ * Run a statement and return all its rows as the result of a
+ * materialize-mode set-returning function; the statement's columns must
+ * match the function's result type.
+ */
+void
+ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt, Snapshot snapshot)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			rows = ts_store_exec(stmt, NULL, NULL, snapshot, true);
+	int			natts = rsinfo->setDesc->natts;
+	Datum	   *values = palloc(natts * sizeof(Datum));
+	bool	   *nulls = palloc(natts * sizeof(bool));
+
+	for (int row = 0; row < rows; row++)
+	{
+		for (int col = 0; col < natts; col++)
+			values[col] = ts_store_value(row, col + 1, &nulls[col]);
+		/* the tuplestore copies the values, so SPI's memory may go after */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 }
 
 /*

@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "storage/lockdefs.h"
 #include "utils/snapshot.h"
 
@@ -33,6 +34,34 @@
 
 /* A hot counter has at most this many slots. */
 #define TURNSTILE_SLOTS_MAX			1024
+
+/* A registered realm, as credential_get needs it. */
+typedef enum TsPropagation
+{
+	TURNSTILE_REQUIRES_NEW,		/* refresh in a transaction of its own */
+	TURNSTILE_REQUIRED			/* refresh inside the caller's transaction */
+} TsPropagation;
+
+typedef struct TsRealm
+{
+	int			realm_id;
+	const char *name;
+	Oid			login;
+	Oid			validate;		/* InvalidOid: the realm has none */
+	Oid			registered_by;	/* login and validate run as this role */
+	TsPropagation propagation;
+} TsRealm;
+
+/* One user's cached credential, as read under the key's lock. */
+typedef struct TsCredential
+{
+	bool		exists;			/* a row exists (it may hold no credential) */
+	char	   *credential;		/* NULL if none */
+	bool		invalidated;
+	bool		fresh;			/* valid and before its refresh-ahead window */
+	bool		usable;			/* valid and not expired */
+	int64		version;
+} TsCredential;
 
 /* guc.c */
 typedef enum TurnstileIsolation
@@ -44,10 +73,16 @@ typedef enum TurnstileIsolation
 
 extern int	turnstile_isolation;
 
+/* Realm ids go into the per-user lock tag, which leaves them 15 bits. */
+#define TURNSTILE_REALM_ID_MAX		32767
+
 /* keylock.c */
 extern uint64 ts_counter_key(const char *name, int len);
 extern void ts_lock_counter(uint64 key, LOCKMODE mode, const char *name);
 extern int	ts_lock_counter_slot(uint64 key, int slots, const char *name);
+extern bool ts_lock_credential(int realm_id, int64 user_id, bool wait,
+							   const char *realm);
+extern void ts_lock_realm_registry(void);
 
 /* snapshot.c */
 extern void ts_policy_check_level(void);
@@ -56,12 +91,24 @@ extern Snapshot ts_latest_snapshot(void);
 extern void ts_policy_release(Snapshot snapshot);
 extern bool ts_policy_uses_latest(void);
 
+/* provider.c */
+extern char *ts_provider_login(const TsRealm *realm, int64 user_id);
+extern bool ts_provider_validate(const TsRealm *realm, int64 user_id,
+								 const char *credential);
+
+/* refresh.c */
+extern char *ts_refresh(const TsRealm *realm, int64 user_id,
+						const TsCredential *cached, Snapshot snapshot);
+extern void ts_credential_store(const TsRealm *realm, int64 user_id,
+								bool exists, const char *credential,
+								int logins, int validations, Snapshot snapshot);
+
 /* store.c */
 typedef struct TsStatement
 {
 	const char *sql;			/* fully schema- and operator-qualified */
 	int			nargs;
-	Oid			argtypes[6];
+	Oid			argtypes[10];
 	SPIPlanPtr	plan;			/* prepared on first use, then kept */
 } TsStatement;
 
@@ -69,6 +116,7 @@ typedef struct TsStoreSession
 {
 	Oid			saved_userid;
 	int			saved_sec_context;
+	MemoryContext caller_context;	/* where results that outlive SPI go */
 } TsStoreSession;
 
 extern void ts_store_open(TsStoreSession *session);
@@ -76,6 +124,10 @@ extern void ts_store_close(TsStoreSession *session);
 extern int	ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
 						  Snapshot snapshot, bool read_only);
 extern Datum ts_store_value(int row, int col, bool *isnull);
+extern char *ts_store_text(TsStoreSession *session, int row, int col);
+extern void ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt,
+								 Snapshot snapshot);
+extern void ts_store_run_as(Oid role, void (*body) (void *), void *arg);
 
 /* argument checks shared by the SQL-callable functions (store.c) */
 extern void ts_require_arg(bool isnull, const char *argname);

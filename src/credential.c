@@ -1,0 +1,601 @@
+/*-------------------------------------------------------------------------
+ *
+ * credential.c
+ *	  The per-user credential cache: realms and credential_get.
+ *
+ * credential_get answers "which credential should this user's work use now"
+ * in one call, with the guarantee that a user is never logged in twice at
+ * once and that a stampede of callers on an expired credential causes one
+ * refresh, not one per caller:
+ *
+ *	1. Fresh: the cached credential is valid and before its refresh-ahead
+ *	   window.  Return it; no lock, no call to the login service.  This is
+ *	   the common case and costs one indexed read.
+ *	2. Refresh ahead: still valid, but inside the window.  Try the user's
+ *	   lock without waiting.  Whoever gets it refreshes; everybody else
+ *	   returns the still-valid credential at once.
+ *	3. Expired, invalidated or missing: wait for the user's lock.
+ *
+ * Once a caller holds the lock it reads the state again, because whoever held
+ * the lock before may have refreshed it: then it simply returns that.  The
+ * caller still holding a stale state refreshes (refresh.c): validate the old
+ * credential if the realm can, else log in.
+ *
+ * The lock is transaction-scoped, so it is released at commit or abort and
+ * never outlives its transaction.  With "required" propagation the refresh
+ * is part of the caller's transaction, so the lock must last as long: a
+ * waiter may only look once the refresher's writes are committed (or gone).
+ *
+ * A realm's login function that asks for the credential of the very user it
+ * is logging in would find the lock already held by its own transaction and
+ * the state still stale, and recurse without end; a backend-local list of
+ * the refreshes in progress turns that into an error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(realm_set);
+PG_FUNCTION_INFO_V1(realm_drop);
+PG_FUNCTION_INFO_V1(credential_get);
+PG_FUNCTION_INFO_V1(credential_set);
+PG_FUNCTION_INFO_V1(credential_invalidate);
+PG_FUNCTION_INFO_V1(credential_list);
+
+/*
+ * The realm and the user's cached state in one read.  fresh and usable are
+ * computed by the server's clock at the time of the read.
+ */
+static TsStatement ts_stmt_lookup = {
+	"SELECT r.realm_id, r.login, r.validate, r.registered_by, r.propagation,"
+	"       c.user_id IS NOT NULL, c.credential, c.invalidated,"
+	"       c.validated_at OPERATOR(pg_catalog.+) r.ttl"
+	"         OPERATOR(pg_catalog.-) r.refresh_ahead"
+	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+	"       c.validated_at OPERATOR(pg_catalog.+) r.ttl"
+	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+	"       c.version"
+	"  FROM turnstile.realm r"
+	"  LEFT JOIN turnstile.credential c"
+	"    ON c.realm_id OPERATOR(pg_catalog.=) r.realm_id"
+	"   AND c.user_id OPERATOR(pg_catalog.=) $2"
+	" WHERE r.name OPERATOR(pg_catalog.=) $1",
+	2, {TEXTOID, INT8OID}
+};
+
+static TsStatement ts_stmt_invalidate = {
+	"UPDATE turnstile.credential"
+	"   SET invalidated = true, version = version OPERATOR(pg_catalog.+) 1"
+	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2"
+	"   AND credential IS NOT NULL AND NOT invalidated"
+	"   AND ($3::pg_catalog.text IS NULL OR credential OPERATOR(pg_catalog.=) $3)",
+	3, {INT4OID, INT8OID, TEXTOID}
+};
+
+/* The smallest realm id not in use. */
+static TsStatement ts_stmt_free_realm_id = {
+	"SELECT CASE WHEN NOT EXISTS (SELECT FROM turnstile.realm"
+	"                              WHERE realm_id OPERATOR(pg_catalog.=) 1) THEN 1"
+	"       ELSE (SELECT pg_catalog.min(r.realm_id OPERATOR(pg_catalog.+) 1)"
+	"               FROM turnstile.realm r"
+	"              WHERE NOT EXISTS (SELECT FROM turnstile.realm n"
+	"                                 WHERE n.realm_id OPERATOR(pg_catalog.=)"
+	"                                       (r.realm_id OPERATOR(pg_catalog.+) 1))) END",
+	0, {InvalidOid}
+};
+
+static TsStatement ts_stmt_realm_update = {
+	"UPDATE turnstile.realm"
+	"   SET login = $2, validate = $3, ttl = $4, refresh_ahead = $5,"
+	"       retry_after = $6, propagation = $7, registered_by = $8"
+	" WHERE name OPERATOR(pg_catalog.=) $1",
+	8, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
+	INTERVALOID, TEXTOID, OIDOID}
+};
+
+static TsStatement ts_stmt_realm_insert = {
+	"INSERT INTO turnstile.realm (name, login, validate, ttl, refresh_ahead,"
+	"                             retry_after, propagation, registered_by, realm_id)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	9, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
+	INTERVALOID, TEXTOID, OIDOID, INT4OID}
+};
+
+/* the realm's credentials go with it (ON DELETE CASCADE) */
+static TsStatement ts_stmt_realm_delete = {
+	"DELETE FROM turnstile.realm WHERE name OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+static TsStatement ts_stmt_list = {
+	"SELECT r.name, c.user_id,"
+	"       CASE WHEN c.credential IS NULL THEN"
+	"              CASE WHEN c.failures OPERATOR(pg_catalog.>) 0 THEN 'failed' ELSE 'missing' END"
+	"            WHEN c.invalidated THEN 'invalidated'"
+	"            WHEN c.validated_at OPERATOR(pg_catalog.+) r.ttl"
+	"                 OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() THEN 'expired'"
+	"            WHEN c.validated_at OPERATOR(pg_catalog.+) r.ttl"
+	"                 OPERATOR(pg_catalog.-) r.refresh_ahead"
+	"                 OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() THEN 'refresh_due'"
+	"            ELSE 'fresh' END,"
+	"       c.issued_at, c.validated_at, c.validated_at OPERATOR(pg_catalog.+) r.ttl,"
+	"       c.logins, c.validations, c.failures, c.last_error, c.blocked_until"
+	"  FROM turnstile.credential c"
+	"  JOIN turnstile.realm r ON r.realm_id OPERATOR(pg_catalog.=) c.realm_id"
+	" ORDER BY r.name, c.user_id",
+	0, {InvalidOid}
+};
+
+/* The refreshes this backend has under way, innermost first. */
+typedef struct TsRefreshInProgress
+{
+	int			realm_id;
+	int64		user_id;
+	struct TsRefreshInProgress *outer;
+} TsRefreshInProgress;
+
+static TsRefreshInProgress *ts_refreshes_in_progress = NULL;
+
+/*
+ * Check a realm name argument (1 to TURNSTILE_NAME_MAX_CHARS characters).
+ */
+static char *
+ts_realm_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *name;
+	int			chars;
+
+	ts_require_arg(PG_ARGISNULL(argno), "realm");
+	name = PG_GETARG_TEXT_PP(argno);
+	chars = pg_mbstrlen_with_len(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	if (chars < 1 || chars > TURNSTILE_NAME_MAX_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("realm name must have 1 to %d characters", TURNSTILE_NAME_MAX_CHARS),
+				 errdetail("The name given has %d characters.", chars)));
+	return text_to_cstring(name);
+}
+
+static int64
+ts_user_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ts_require_arg(PG_ARGISNULL(argno), "user_id");
+	return PG_GETARG_INT64(argno);
+}
+
+/*
+ * Read a realm and one user's cached credential with the given snapshot.
+ * Raises 42704 if the realm does not exist.  Runs inside a store session;
+ * the strings it returns live in the session's caller context.
+ */
+static void
+ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_id,
+				   Snapshot snapshot, TsRealm *realm, TsCredential *cached)
+{
+	Datum		args[2] = {CStringGetTextDatum(realm_name), Int64GetDatum(user_id)};
+	bool		isnull;
+	char	   *propagation;
+
+	/* not read-only: SPI then lets the snapshot see this call's own writes */
+	if (ts_store_exec(&ts_stmt_lookup, args, NULL, snapshot, false) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("realm \"%s\" does not exist", realm_name),
+				 errhint("Register it with turnstile.realm_set.")));
+
+	realm->realm_id = DatumGetInt32(ts_store_value(0, 1, &isnull));
+	realm->name = MemoryContextStrdup(session->caller_context, realm_name);
+	realm->login = DatumGetObjectId(ts_store_value(0, 2, &isnull));
+	realm->validate = DatumGetObjectId(ts_store_value(0, 3, &isnull));
+	if (isnull)
+		realm->validate = InvalidOid;
+	realm->registered_by = DatumGetObjectId(ts_store_value(0, 4, &isnull));
+	propagation = ts_store_text(session, 0, 5);
+	realm->propagation = strcmp(propagation, "required") == 0 ?
+		TURNSTILE_REQUIRED : TURNSTILE_REQUIRES_NEW;
+
+	cached->exists = DatumGetBool(ts_store_value(0, 6, &isnull));
+	cached->credential = ts_store_text(session, 0, 7);
+	cached->invalidated = DatumGetBool(ts_store_value(0, 8, &isnull)) && !isnull;
+	cached->fresh = DatumGetBool(ts_store_value(0, 9, &isnull)) && !isnull;
+	cached->usable = DatumGetBool(ts_store_value(0, 10, &isnull)) && !isnull;
+	cached->version = DatumGetInt64(ts_store_value(0, 11, &isnull));
+	if (isnull)
+		cached->version = 0;
+
+	/* only a credential that exists and was not invalidated can be used */
+	if (cached->credential == NULL || cached->invalidated)
+		cached->fresh = cached->usable = false;
+}
+
+/*
+ * Lock a user's credential (waiting), take the policy's snapshot and read
+ * the state again.  Under "repeatable read", raise 40001 if the state changed
+ * after the caller's snapshot.  Returns the snapshot to write with.
+ */
+static Snapshot
+ts_credential_lock_and_read(TsStoreSession *session, const char *realm_name,
+							int64 user_id, TsRealm *realm, TsCredential *cached,
+							bool already_locked)
+{
+	Snapshot	snapshot;
+
+	if (!already_locked)
+		ts_lock_credential(realm->realm_id, user_id, true, realm_name);
+
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
+
+	if (!ts_policy_uses_latest())
+	{
+		Snapshot	latest_snapshot = ts_latest_snapshot();
+		TsRealm		latest_realm;
+		TsCredential latest;
+
+		ts_credential_read(session, realm_name, user_id, latest_snapshot,
+						   &latest_realm, &latest);
+		ts_policy_release(latest_snapshot);
+		if (latest.version != cached->version)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("credential of user " INT64_FORMAT " in realm \"%s\" was changed by a concurrent transaction",
+							user_id, realm_name),
+					 errdetail("turnstile.isolation is \"%s\" and the credential changed after this transaction's snapshot was taken.",
+							   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
+							   "serializable" : "repeatable read"),
+					 errhint("Retry the transaction.")));
+	}
+	return snapshot;
+}
+
+/*
+ * Refresh a user's credential, refusing a refresh of the same user that is
+ * already under way in this backend (a login that asks for its own user).
+ */
+static char *
+ts_credential_refresh(const TsRealm *realm, int64 user_id,
+					  const TsCredential *cached, Snapshot snapshot)
+{
+	TsRefreshInProgress self = {realm->realm_id, user_id, ts_refreshes_in_progress};
+	char	   *credential;
+
+	for (TsRefreshInProgress *r = ts_refreshes_in_progress; r; r = r->outer)
+		if (r->realm_id == realm->realm_id && r->user_id == user_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_RECURSION),
+					 errmsg("infinite recursion detected in the refresh of user " INT64_FORMAT " in realm \"%s\"",
+							user_id, realm->name),
+					 errdetail("The realm's login or validate function asked for the credential it is refreshing.")));
+
+	check_stack_depth();
+	ts_refreshes_in_progress = &self;
+	PG_TRY();
+	{
+		credential = ts_refresh(realm, user_id, cached, snapshot);
+	}
+	PG_FINALLY();
+	{
+		ts_refreshes_in_progress = self.outer;
+	}
+	PG_END_TRY();
+
+	return credential;
+}
+
+/*
+ * credential_get(user_id, realm = 'default') -> text
+ */
+Datum
+credential_get(PG_FUNCTION_ARGS)
+{
+	int64		user_id = ts_user_id_arg(fcinfo, 0);
+	char	   *realm_name = ts_realm_arg(fcinfo, 1);
+	TsRealm		realm;
+	TsCredential cached;
+	Snapshot	snapshot;
+	TsStoreSession session;
+	char	   *credential;
+	bool		locked = false;
+
+	ts_store_open(&session);
+
+	/* steps 1 and 2: a valid credential is returned without waiting */
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
+	ts_policy_release(snapshot);
+	if (cached.fresh)
+	{
+		ts_store_close(&session);
+		PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
+	}
+	if (cached.usable)
+	{
+		locked = ts_lock_credential(realm.realm_id, user_id, false, realm_name);
+		if (!locked)
+		{
+			ts_store_close(&session);
+			PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
+		}
+	}
+
+	/* step 3: under the lock, whoever refreshed before us has committed */
+	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
+										   &realm, &cached, locked);
+	if (cached.fresh)
+		credential = cached.credential;
+	else
+		credential = MemoryContextStrdup(session.caller_context,
+										 ts_credential_refresh(&realm, user_id,
+															   &cached, snapshot));
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_TEXT_P(cstring_to_text(credential));
+}
+
+/*
+ * credential_set(user_id, credential, realm = 'default') -> void
+ */
+Datum
+credential_set(PG_FUNCTION_ARGS)
+{
+	int64		user_id = ts_user_id_arg(fcinfo, 0);
+	char	   *credential;
+	char	   *realm_name;
+	TsRealm		realm;
+	TsCredential cached;
+	Snapshot	snapshot;
+	TsStoreSession session;
+
+	ts_require_arg(PG_ARGISNULL(1), "credential");
+	credential = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (credential[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("credential must not be empty")));
+	realm_name = ts_realm_arg(fcinfo, 2);
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
+	ts_policy_release(snapshot);
+
+	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
+										   &realm, &cached, false);
+	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * credential_invalidate(user_id, realm = 'default', credential = NULL)
+ *	 -> boolean
+ *
+ * With credential given, only that credential is invalidated: a worker that
+ * got a 401 for an old credential does not throw away the fresh one another
+ * worker has stored meanwhile.
+ */
+Datum
+credential_invalidate(PG_FUNCTION_ARGS)
+{
+	int64		user_id = ts_user_id_arg(fcinfo, 0);
+	char	   *realm_name = ts_realm_arg(fcinfo, 1);
+	TsRealm		realm;
+	TsCredential cached;
+	Snapshot	snapshot;
+	TsStoreSession session;
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', PG_ARGISNULL(2) ? 'n' : ' '};
+	int			rows;
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
+	ts_policy_release(snapshot);
+
+	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
+										   &realm, &cached, false);
+	args[0] = Int32GetDatum(realm.realm_id);
+	args[1] = Int64GetDatum(user_id);
+	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	rows = ts_store_exec(&ts_stmt_invalidate, args, nulls, snapshot, false);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_BOOL(rows > 0);
+}
+
+/*
+ * Check that a realm function exists with the expected signature and that
+ * the registering role may execute it.
+ */
+static void
+ts_check_provider(Oid function, const char *what, int nargs, Oid argtype2, Oid rettype)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
+	Form_pg_proc proc;
+	bool		fits;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("%s function %u does not exist", what, function)));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	fits = proc->pronargs == nargs && proc->prorettype == rettype &&
+		proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
+		proc->proargtypes.values[0] == INT8OID &&
+		(nargs == 1 || proc->proargtypes.values[1] == argtype2);
+	ReleaseSysCache(tuple);
+
+	if (!fits)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s function %s has the wrong signature", what,
+						format_procedure(function)),
+				 nargs == 1 ?
+				 errdetail("A login function takes (user_id bigint) and returns text.") :
+				 errdetail("A validate function takes (user_id bigint, credential text) and returns boolean.")));
+
+	if (!DatumGetBool(DirectFunctionCall3(has_function_privilege_id_id,
+										  ObjectIdGetDatum(GetUserId()),
+										  ObjectIdGetDatum(function),
+										  CStringGetTextDatum("EXECUTE"))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for %s function %s", what,
+						format_procedure(function)),
+				 errdetail("A realm's functions run as the role that registers it.")));
+}
+
+static Interval *
+ts_interval_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	ts_require_arg(PG_ARGISNULL(argno), argname);
+	return PG_GETARG_INTERVAL_P(argno);
+}
+
+static bool
+ts_interval_lt(Interval *a, Interval *b)
+{
+	return DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(a),
+											IntervalPGetDatum(b)));
+}
+
+/*
+ * realm_set(realm, login, validate = NULL, ttl = '30 minutes',
+ *			 refresh_ahead = '0', retry_after = '30 seconds',
+ *			 propagation = 'required') -> void
+ */
+Datum
+realm_set(PG_FUNCTION_ARGS)
+{
+	char	   *realm_name = ts_realm_arg(fcinfo, 0);
+	Oid			login;
+	Oid			validate = PG_ARGISNULL(2) ? InvalidOid : PG_GETARG_OID(2);
+	Interval   *ttl = ts_interval_arg(fcinfo, 3, "ttl");
+	Interval   *refresh_ahead = ts_interval_arg(fcinfo, 4, "refresh_ahead");
+	Interval   *retry_after = ts_interval_arg(fcinfo, 5, "retry_after");
+	Interval   *zero = palloc0(sizeof(Interval));
+	char	   *propagation;
+	Datum		args[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TsStoreSession session;
+	Snapshot	snapshot;
+	bool		isnull;
+
+	ts_require_arg(PG_ARGISNULL(1), "login");
+	login = PG_GETARG_OID(1);
+	ts_require_arg(PG_ARGISNULL(6), "propagation");
+	propagation = text_to_cstring(PG_GETARG_TEXT_PP(6));
+
+	if (!ts_interval_lt(zero, ttl))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl of realm \"%s\" must be positive", realm_name)));
+	if (ts_interval_lt(refresh_ahead, zero) || !ts_interval_lt(refresh_ahead, ttl))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("refresh_ahead of realm \"%s\" must be at least zero and less than ttl",
+						realm_name)));
+	if (ts_interval_lt(retry_after, zero))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retry_after of realm \"%s\" must not be negative", realm_name)));
+	if (strcmp(propagation, "required") != 0 && strcmp(propagation, "requires_new") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid propagation \"%s\"", propagation),
+				 errhint("Use \"requires_new\" or \"required\".")));
+	if (strcmp(propagation, "requires_new") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("propagation \"requires_new\" is not supported yet"),
+				 errhint("Use \"required\": the refresh then runs inside the caller's transaction.")));
+
+	ts_check_provider(login, "login", 1, InvalidOid, TEXTOID);
+	if (OidIsValid(validate))
+		ts_check_provider(validate, "validate", 2, TEXTOID, BOOLOID);
+
+	args[0] = CStringGetTextDatum(realm_name);
+	args[1] = ObjectIdGetDatum(login);
+	args[2] = ObjectIdGetDatum(validate);
+	nulls[2] = OidIsValid(validate) ? ' ' : 'n';
+	args[3] = IntervalPGetDatum(ttl);
+	args[4] = IntervalPGetDatum(refresh_ahead);
+	args[5] = IntervalPGetDatum(retry_after);
+	args[6] = CStringGetTextDatum(propagation);
+	args[7] = ObjectIdGetDatum(GetUserId());
+
+	/* realm ids are allocated under the registry lock, smallest free first */
+	ts_lock_realm_registry();
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	if (ts_store_exec(&ts_stmt_realm_update, args, nulls, snapshot, false) == 0)
+	{
+		ts_store_exec(&ts_stmt_free_realm_id, NULL, NULL, snapshot, false);
+		args[8] = ts_store_value(0, 1, &isnull);
+		if (isnull || DatumGetInt32(args[8]) > TURNSTILE_REALM_ID_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cannot register more than %d realms", TURNSTILE_REALM_ID_MAX)));
+		ts_store_exec(&ts_stmt_realm_insert, args, nulls, snapshot, false);
+	}
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * realm_drop(realm) -> boolean
+ */
+Datum
+realm_drop(PG_FUNCTION_ARGS)
+{
+	char	   *realm_name = ts_realm_arg(fcinfo, 0);
+	Datum		args[1] = {CStringGetTextDatum(realm_name)};
+	TsStoreSession session;
+	Snapshot	snapshot;
+	bool		existed;
+
+	ts_lock_realm_registry();
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	existed = ts_store_exec(&ts_stmt_realm_delete, args, NULL, snapshot, false) > 0;
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_BOOL(existed);
+}
+
+/*
+ * credential_list() -> setof credential_state, for turnstile.credential_status
+ */
+Datum
+credential_list(PG_FUNCTION_ARGS)
+{
+	Snapshot	snapshot;
+	TsStoreSession session;
+
+	InitMaterializedSRF(fcinfo, 0);
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_store_materialize(fcinfo, &ts_stmt_list, snapshot);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	return (Datum) 0;
+}

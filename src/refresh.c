@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * refresh.c
+ *	  Steps 4 and 5 of credential_get: revalidate, else log in, and store.
+ *
+ * The caller holds the user's lock and has just read the cached state under
+ * it.  Where these steps run is the realm's propagation: "required" runs them
+ * right here, inside the caller's transaction, so what they store commits or
+ * rolls back with it.  Keeping the steps in one function with the state as
+ * its input lets another propagation run the very same steps elsewhere.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+/* The credential still works: it is valid from now on. */
+static TsStatement ts_stmt_revalidated = {
+	"UPDATE turnstile.credential"
+	"   SET validated_at = pg_catalog.clock_timestamp(),"
+	"       validations = validations OPERATOR(pg_catalog.+) 1,"
+	"       version = version OPERATOR(pg_catalog.+) 1"
+	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
+	2, {INT4OID, INT8OID}
+};
+
+/*
+ * A new credential ($3), valid from now; $4 and $5 are added to the login
+ * and validation counts.
+ */
+static TsStatement ts_stmt_replace = {
+	"UPDATE turnstile.credential"
+	"   SET credential = $3, invalidated = false,"
+	"       issued_at = pg_catalog.clock_timestamp(), validated_at = pg_catalog.clock_timestamp(),"
+	"       logins = logins OPERATOR(pg_catalog.+) $4,"
+	"       validations = validations OPERATOR(pg_catalog.+) $5,"
+	"       failures = 0, last_error = NULL, blocked_until = NULL,"
+	"       version = version OPERATOR(pg_catalog.+) 1"
+	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
+	5, {INT4OID, INT8OID, TEXTOID, INT8OID, INT8OID}
+};
+
+static TsStatement ts_stmt_insert = {
+	"INSERT INTO turnstile.credential"
+	"       (realm_id, user_id, credential, issued_at, validated_at, logins, validations)"
+	" SELECT $1, $2, $3, t.now, t.now, $4, $5"
+	"   FROM (SELECT pg_catalog.clock_timestamp() AS now) t",
+	5, {INT4OID, INT8OID, TEXTOID, INT8OID, INT8OID}
+};
+
+/*
+ * Store a credential as valid from now, adding to the login and validation
+ * counts.  exists says whether the user's row is there already (the caller
+ * read it under the user's lock, so it cannot have changed since).
+ */
+void
+ts_credential_store(const TsRealm *realm, int64 user_id, bool exists,
+					const char *credential, int logins, int validations,
+					Snapshot snapshot)
+{
+	Datum		args[5] = {
+		Int32GetDatum(realm->realm_id), Int64GetDatum(user_id),
+		CStringGetTextDatum(credential), Int64GetDatum(logins),
+		Int64GetDatum(validations)
+	};
+
+	ts_store_exec(exists ? &ts_stmt_replace : &ts_stmt_insert, args, NULL,
+				  snapshot, false);
+}
+
+/*
+ * Steps 4 and 5 inside the caller's transaction.  Returns the credential to
+ * use, allocated in the caller's memory context.
+ */
+static char *
+ts_refresh_here(const TsRealm *realm, int64 user_id, const TsCredential *cached,
+				Snapshot snapshot)
+{
+	char	   *credential;
+	int			validations = 0;
+
+	/* an invalidated credential is known not to work: skip validate */
+	if (cached->credential && !cached->invalidated && OidIsValid(realm->validate))
+	{
+		if (ts_provider_validate(realm, user_id, cached->credential))
+		{
+			Datum		args[2] = {Int32GetDatum(realm->realm_id), Int64GetDatum(user_id)};
+
+			ts_store_exec(&ts_stmt_revalidated, args, NULL, snapshot, false);
+			return cached->credential;
+		}
+		validations = 1;		/* it said no; count the call all the same */
+	}
+
+	credential = ts_provider_login(realm, user_id);
+	ts_credential_store(realm, user_id, cached->exists, credential, 1,
+						validations, snapshot);
+	return credential;
+}
+
+/*
+ * Refresh a user's credential where the realm's propagation says.
+ */
+char *
+ts_refresh(const TsRealm *realm, int64 user_id, const TsCredential *cached,
+		   Snapshot snapshot)
+{
+	switch (realm->propagation)
+	{
+		case TURNSTILE_REQUIRED:
+			return ts_refresh_here(realm, user_id, cached, snapshot);
+		case TURNSTILE_REQUIRES_NEW:
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("propagation \"requires_new\" of realm \"%s\" is not supported yet",
+					realm->name)));
+	return NULL;				/* keep compiler quiet */
+}
