@@ -31,7 +31,12 @@ ISOLATION = \
 	counter_hot_cas \
 	counter_snapshot_policy \
 	counter_advisory_keys \
-	counter_lock_timeout
+	counter_lock_timeout \
+	credential_stampede \
+	credential_refresh_ahead \
+	credential_snapshot_policy \
+	credential_locks \
+	credential_lock_timeout
 # REGRESS_OPTS is not passed to the isolation suite; it needs its own.
 ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=pg_turnstile
 

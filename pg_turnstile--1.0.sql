@@ -276,9 +276,9 @@ CREATE VIEW turnstile.locks AS
 							  WHERE d.datname = pg_catalog.current_database())
 		   AND (l.objsubid IN (21505, 21506) OR l.objsubid < 0)
 	), named AS (
+		-- read through the isolation policy, like every turnstile reader
 		SELECT c.name, turnstile.counter_lock_key(c.name) AS key
-		  FROM turnstile.counter_slot c
-		 WHERE c.slot = 0
+		  FROM turnstile.counter_list() c
 	)
 	SELECT CASE WHEN h.kind = 21505 THEN 'counter'
 				WHEN h.kind = 21506 THEN 'counter slot'

@@ -33,6 +33,7 @@
 #include "turnstile.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
@@ -57,6 +58,7 @@ PG_FUNCTION_INFO_V1(counter_list);
 typedef struct TsCounterState
 {
 	bool		exists;
+	bool		overflowed;		/* a hot counter's slots sum past bigint */
 	int64		value;
 	int64		version;
 	int32		slots;
@@ -110,7 +112,7 @@ static TsStatement ts_stmt_insert = {
 	"       (name, slot, slots, value, version, created_at, updated_at)"
 	" SELECT $1, s, $3,"
 	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
-	"        1, t.now, t.now"
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN 1 ELSE 0 END, t.now, t.now"
 	"   FROM pg_catalog.generate_series(0, $3 OPERATOR(pg_catalog.-) 1) s,"
 	"        (SELECT pg_catalog.clock_timestamp() AS now) t",
 	3, {TEXTOID, INT8OID, INT4OID}
@@ -143,8 +145,12 @@ static TsStatement ts_stmt_delete = {
 	1, {TEXTOID}
 };
 
+/* an overflowed hot counter (see ts_counter_value) is listed with NULL value */
 static TsStatement ts_stmt_list = {
-	"SELECT name, pg_catalog.sum(value)::pg_catalog.int8,"
+	"SELECT name,"
+	"       CASE WHEN pg_catalog.sum(value) OPERATOR(pg_catalog.>=) -9223372036854775808"
+	"             AND pg_catalog.sum(value) OPERATOR(pg_catalog.<=) 9223372036854775807"
+	"            THEN pg_catalog.sum(value)::pg_catalog.int8 END,"
 	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots),"
 	"       pg_catalog.min(created_at), pg_catalog.max(updated_at)"
 	"  FROM turnstile.counter_slot"
@@ -260,13 +266,13 @@ ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 static void
-ts_report_overflow(const TsCounter *counter, int64 value, const char *what, int64 delta)
+ts_report_overflow(const TsCounter *counter, int64 value, int64 delta)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 			 errmsg("counter \"%s\" would leave the bigint range", counter->name),
-			 errdetail("Current value " INT64_FORMAT ", %s " INT64_FORMAT ".",
-					   value, what, delta)));
+			 errdetail("Adding " INT64_FORMAT " to " INT64_FORMAT " does not fit in a bigint.",
+					   delta, value)));
 }
 
 /*
@@ -295,17 +301,31 @@ ts_counter_read(const TsCounter *counter, Snapshot snapshot, TsCounterState *sta
 
 		state->slots = DatumGetInt32(ts_store_value(row, 1, &isnull));
 		if (pg_add_s64_overflow(state->value, value, &state->value))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("value of hot counter \"%s\" is out of the bigint range",
-							counter->name),
-					 errdetail("Its slots sum to more than a bigint can hold."),
-					 errhint("Use counter_set to bring it back into range.")));
+			state->overflowed = true;
 		state->version += version;
 		state->created_at = created_at;
 		if (row == 0 || updated_at > state->updated_at)
 			state->updated_at = updated_at;
 	}
+}
+
+/*
+ * The value of a counter that was read, for a caller that needs it.  Hot
+ * increments running at once can each stay in range and still together push
+ * the sum of the slots past bigint; such a counter can be reset or dropped,
+ * but it has no value.
+ */
+static int64
+ts_counter_value(const TsCounter *counter, const TsCounterState *state)
+{
+	if (state->overflowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value of hot counter \"%s\" is out of the bigint range",
+						counter->name),
+				 errdetail("Increments that ran at once on different slots together went past the range."),
+				 errhint("Use counter_set to bring it back into range.")));
+	return state->value;
 }
 
 /*
@@ -348,6 +368,8 @@ ts_counter_begin_exclusive(const TsCounter *counter)
 {
 	Snapshot	snapshot;
 
+	if (XactReadOnly)
+		ts_require_writable(psprintf("counter \"%s\"", counter->name));
 	ts_policy_check_level();
 	ts_lock_counter(counter->key, ExclusiveLock, counter->name);
 	snapshot = ts_policy_snapshot();
@@ -392,8 +414,8 @@ ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
 	int64		result;
 
 	ts_counter_read(counter, snapshot, &state);
-	if (pg_add_s64_overflow(state.value, delta, &result))
-		ts_report_overflow(counter, state.value, "delta", delta);
+	if (pg_add_s64_overflow(ts_counter_value(counter, &state), delta, &result))
+		ts_report_overflow(counter, state.value, delta);
 	ts_counter_write(counter, snapshot, &state, result);
 	ts_slots_remember(counter->key, state.exists ? state.slots : 1);
 
@@ -419,6 +441,8 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	bool		done = false;
 	TsStoreSession session;
 
+	if (XactReadOnly)
+		ts_require_writable(psprintf("counter \"%s\"", counter->name));
 	ts_policy_check_level();
 	ts_store_open(&session);
 	slots = ts_counter_slots(counter);
@@ -448,12 +472,13 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 		Datum		others = ts_store_value(0, 3, &isnull);
 
 		result = slot_value;
-		if (!isnull &&
-			pg_add_s64_overflow(slot_value,
-								DatumGetInt64(DirectFunctionCall1(numeric_int8, others)),
-								&result))
-			ts_report_overflow(counter, slot_value, "sum of the other slots",
-							   DatumGetInt64(DirectFunctionCall1(numeric_int8, others)));
+		if (!isnull)
+		{
+			int64		others_sum = DatumGetInt64(DirectFunctionCall1(numeric_int8, others));
+
+			if (pg_add_s64_overflow(slot_value, others_sum, &result))
+				ts_report_overflow(counter, (slot_value - delta) + others_sum, delta);
+		}
 		if (actual_slots != slots)
 			ts_slots_remember(counter->key, actual_slots);
 		done = true;
@@ -562,7 +587,7 @@ counter_incr_expected(PG_FUNCTION_ARGS)
 	ts_store_open(&session);
 	snapshot = ts_counter_begin_exclusive(&counter);
 	ts_counter_read(&counter, snapshot, &state);
-	if (state.value != expected)
+	if (ts_counter_value(&counter, &state) != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("counter \"%s\" is out of sync", counter.name),
@@ -573,7 +598,7 @@ counter_incr_expected(PG_FUNCTION_ARGS)
 						   expected),
 				 errhint("Retry with the current value as expected.")));
 	if (pg_add_s64_overflow(state.value, delta, &result))
-		ts_report_overflow(&counter, state.value, "delta", delta);
+		ts_report_overflow(&counter, state.value, delta);
 	ts_counter_write(&counter, snapshot, &state, result);
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
@@ -612,7 +637,7 @@ counter_cas(PG_FUNCTION_ARGS)
 	ts_store_open(&session);
 	snapshot = ts_counter_begin_exclusive(&counter);
 	ts_counter_read(&counter, snapshot, &state);
-	applied = (state.value == expected);
+	applied = (ts_counter_value(&counter, &state) == expected);
 	if (applied)
 	{
 		ts_counter_write(&counter, snapshot, &state, new_value);
@@ -661,7 +686,7 @@ counter_get(PG_FUNCTION_ARGS)
 	ts_counter_read_unlocked(&counter, &state);
 	if (!state.exists)
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(state.value);
+	PG_RETURN_INT64(ts_counter_value(&counter, &state));
 }
 
 /*
@@ -731,7 +756,8 @@ counter_info(PG_FUNCTION_ARGS)
 	if (state.exists)
 	{
 		Datum		values[6] = {
-			CStringGetTextDatum(counter.name), Int64GetDatum(state.value),
+			CStringGetTextDatum(counter.name),
+			Int64GetDatum(ts_counter_value(&counter, &state)),
 			Int64GetDatum(state.version), Int32GetDatum(state.slots),
 			TimestampTzGetDatum(state.created_at),
 			TimestampTzGetDatum(state.updated_at)

@@ -36,6 +36,7 @@
 #include "turnstile.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -219,6 +220,14 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 		cached->fresh = cached->usable = false;
 }
 
+static void
+ts_credential_require_writable(int64 user_id, const char *realm_name)
+{
+	if (XactReadOnly)
+		ts_require_writable(psprintf("the credential of user " INT64_FORMAT " in realm \"%s\"",
+									 user_id, realm_name));
+}
+
 /*
  * Lock a user's credential (waiting), take the policy's snapshot and read
  * the state again.  Under "repeatable read", raise 40001 if the state changed
@@ -321,13 +330,16 @@ credential_get(PG_FUNCTION_ARGS)
 	}
 	if (cached.usable)
 	{
-		locked = ts_lock_credential(realm.realm_id, user_id, false, realm_name);
+		/* a read-only transaction (a standby) cannot refresh: use what is valid */
+		locked = !XactReadOnly &&
+			ts_lock_credential(realm.realm_id, user_id, false, realm_name);
 		if (!locked)
 		{
 			ts_store_close(&session);
 			PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
 		}
 	}
+	ts_credential_require_writable(user_id, realm_name);
 
 	/* step 3: under the lock, whoever refreshed before us has committed */
 	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
@@ -365,6 +377,7 @@ credential_set(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("credential must not be empty")));
 	realm_name = ts_realm_arg(fcinfo, 2);
+	ts_credential_require_writable(user_id, realm_name);
 
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
@@ -401,6 +414,7 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', PG_ARGISNULL(2) ? 'n' : ' '};
 	int			rows;
 
+	ts_credential_require_writable(user_id, realm_name);
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
@@ -539,6 +553,9 @@ realm_set(PG_FUNCTION_ARGS)
 	args[6] = CStringGetTextDatum(propagation);
 	args[7] = ObjectIdGetDatum(GetUserId());
 
+	if (XactReadOnly)
+		ts_require_writable(psprintf("realm \"%s\"", realm_name));
+
 	/* realm ids are allocated under the registry lock, smallest free first */
 	ts_lock_realm_registry();
 	ts_store_open(&session);
@@ -571,6 +588,8 @@ realm_drop(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	bool		existed;
 
+	if (XactReadOnly)
+		ts_require_writable(psprintf("realm \"%s\"", realm_name));
 	ts_lock_realm_registry();
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();

@@ -20,6 +20,8 @@
 #include "turnstile.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "funcapi.h"
@@ -171,6 +173,21 @@ ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt, Snapshot snapsh
 		/* the tuplestore copies the values, so SPI's memory may go after */
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+}
+
+/*
+ * Refuse to change state in a read-only transaction, which includes every
+ * transaction on a standby, with a message that says what would change.
+ */
+void
+ts_require_writable(const char *what)
+{
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot change %s in a read-only transaction", what),
+				 RecoveryInProgress() ?
+				 errhint("This server is a standby; make the change on the primary.") : 0));
 }
 
 /*

@@ -1,0 +1,253 @@
+--
+-- counter_hot: hot counters (slots > 1) in one session.
+--
+-- Which slot an increment lands on depends on the backend's pid, so nothing
+-- below shows a slot number or a per-slot value that an increment wrote;
+-- only totals, counts and versions, which do not depend on the slot.
+-- This file reads turnstile.counter_slot directly: it runs as a superuser.
+--
+\set SHOW_CONTEXT never
+
+--
+-- Creation: one row per slot, the initial value in slot 0.
+--
+SELECT turnstile.counter_create('hot', 100, 16);
+SELECT name, value, version, slots, created_at = updated_at AS untouched
+  FROM turnstile.counter_info('hot');
+SELECT count(*) AS rows, count(DISTINCT slot) AS slots, min(slot), max(slot),
+       sum(value) AS total, count(*) FILTER (WHERE value <> 0) AS nonzero
+  FROM turnstile.counter_slot
+ WHERE name = 'hot';
+-- every row carries the counter's slot count and creation time
+SELECT count(DISTINCT slots) AS slot_counts, min(slots) AS slots,
+       count(DISTINCT created_at) AS creation_times
+  FROM turnstile.counter_slot
+ WHERE name = 'hot';
+-- 2 slots is the smallest hot counter, 1 slot is a plain one
+SELECT turnstile.counter_create('hot2', 0, 2), turnstile.counter_create('plain1', 0, 1);
+SELECT name, slots, (SELECT count(*) FROM turnstile.counter_slot s WHERE s.name = c.name) AS rows
+  FROM turnstile.counters c
+ WHERE name IN ('hot2', 'plain1')
+ ORDER BY name;
+
+--
+-- Increments return the exact total, and counter_get is the exact sum.
+--
+SELECT version AS hot_version FROM turnstile.counter_info('hot') \gset
+SELECT turnstile.counter_incr('hot');
+SELECT turnstile.counter_incr('hot', 10);
+SELECT turnstile.counter_decr('hot', 3);
+SELECT turnstile.counter_incr('hot', -8);
+SELECT turnstile.counter_get('hot');
+SELECT sum(value) AS table_sum FROM turnstile.counter_slot WHERE name = 'hot';
+-- each increment changed one slot row, so the version grew by one each
+SELECT value, version - :hot_version AS versions_added, slots,
+       updated_at > created_at AS updated_moved
+  FROM turnstile.counter_info('hot');
+SELECT count(*) AS rows FROM turnstile.counter_slot WHERE name = 'hot';
+
+-- Spread values over every slot, as increments from 16 backends would
+-- (slot k gets k, 0 + 1 + ... + 15 = 120): counter_get, counter_info, the
+-- view and the next increment all see the sum over all slots.
+UPDATE turnstile.counter_slot
+   SET value = value + slot, version = version + 1
+ WHERE name = 'hot';
+SELECT count(*) FILTER (WHERE value <> 0) >= 15 AS spread
+  FROM turnstile.counter_slot WHERE name = 'hot';
+SELECT turnstile.counter_get('hot');
+SELECT value, slots FROM turnstile.counter_info('hot');
+SELECT name, value, slots FROM turnstile.counters WHERE name = 'hot';
+SELECT turnstile.counter_incr('hot', 1000);
+SELECT turnstile.counter_get('hot');
+
+--
+-- A hot increment holds the counter's lock in ShareLock mode (so increments
+-- do not wait for each other) plus the ExclusiveLock of the one slot it
+-- updated.
+--
+SELECT turnstile.counter_set('hot2', 0);
+BEGIN;
+SELECT turnstile.counter_incr('hot2', 5);
+SELECT object, counter, mode, granted,
+       CASE WHEN object = 'counter slot' THEN
+         slot = (SELECT s.slot FROM turnstile.counter_slot s
+                  WHERE s.name = 'hot2' AND s.value = 5)
+       END AS slot_is_the_updated_one
+  FROM turnstile.locks
+ WHERE pid = pg_backend_pid()
+ ORDER BY object;
+-- a second increment in the same transaction reuses its slot
+SELECT turnstile.counter_incr('hot2', 5);
+SELECT count(*) FILTER (WHERE object = 'counter slot') AS slot_locks,
+       count(*) AS locks
+  FROM turnstile.locks
+ WHERE pid = pg_backend_pid();
+COMMIT;
+SELECT count(*) AS locks_after_commit FROM turnstile.locks WHERE pid = pg_backend_pid();
+SELECT turnstile.counter_get('hot2');
+-- anything that needs the one exact value takes the counter's ExclusiveLock
+BEGIN;
+SELECT turnstile.counter_incr('hot2', 1, 10);
+SELECT object, counter, slot, mode, granted
+  FROM turnstile.locks
+ WHERE pid = pg_backend_pid()
+ ORDER BY object;
+COMMIT;
+
+--
+-- The conditional forms see one exact value: the sum of all slots.
+--
+SELECT turnstile.counter_get('hot') AS hot_total \gset
+SELECT applied, value FROM turnstile.counter_cas('hot', 0, 1);
+SELECT turnstile.counter_incr('hot', 1, 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.counter_incr('hot', 1, :hot_total);
+-- an applied put collapses the value into slot 0 and keeps every slot row
+SELECT applied, value FROM turnstile.counter_cas('hot', :hot_total + 1, 500);
+SELECT count(*) AS rows, count(*) FILTER (WHERE value <> 0) AS nonzero,
+       min(slot) FILTER (WHERE value <> 0) AS nonzero_slot, sum(value)
+  FROM turnstile.counter_slot WHERE name = 'hot';
+SELECT name, value, slots FROM turnstile.counter_info('hot');
+-- increments go on landing on slots afterwards
+SELECT turnstile.counter_incr('hot', 7);
+SELECT turnstile.counter_incr('hot', 7, 507);
+
+--
+-- counter_set collapses the value into slot 0; the other slots go to zero.
+--
+UPDATE turnstile.counter_slot SET value = value + slot WHERE name = 'hot';
+SELECT turnstile.counter_get('hot');
+SELECT version AS hot_version FROM turnstile.counter_info('hot') \gset
+SELECT turnstile.counter_set('hot', 42);
+SELECT count(*) AS rows, count(*) FILTER (WHERE value <> 0) AS nonzero,
+       min(slot) FILTER (WHERE value <> 0) AS nonzero_slot, sum(value)
+  FROM turnstile.counter_slot WHERE name = 'hot';
+-- the version is the sum of the slot versions: a reset that wrote all 16
+-- rows adds 16, one that only had to write slot 0 adds 1
+SELECT value, slots, version - :hot_version AS versions_added
+  FROM turnstile.counter_info('hot');
+SELECT version AS hot_version FROM turnstile.counter_info('hot') \gset
+SELECT turnstile.counter_set('hot', 43);
+SELECT value, version - :hot_version AS versions_added
+  FROM turnstile.counter_info('hot');
+
+--
+-- Overflow of a hot counter raises 22003 and changes nothing.  The DETAIL
+-- depends on the slot the increment drew (this slot's value or the other
+-- slots' sum), so only the message is shown here.
+--
+SELECT turnstile.counter_set('hot', 9223372036854775807);
+SELECT turnstile.counter_decr('hot', 10);
+SELECT turnstile.counter_incr('hot', 5);
+SELECT turnstile.counter_incr('hot', 5);
+SELECT version AS hot_version FROM turnstile.counter_info('hot') \gset
+\set VERBOSITY terse
+SELECT turnstile.counter_incr('hot', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.counter_incr('hot', 9223372036854775807);
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.counter_incr('hot', 1, 9223372036854775807);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT value, version = :hot_version AS version_unchanged,
+       (SELECT count(*) FROM turnstile.counter_slot WHERE name = 'hot') AS rows
+  FROM turnstile.counter_info('hot');
+-- and at the lower end
+SELECT turnstile.counter_set('hot', -9223372036854775807);
+SELECT turnstile.counter_decr('hot');
+SELECT version AS hot_version FROM turnstile.counter_info('hot') \gset
+\set VERBOSITY terse
+SELECT turnstile.counter_decr('hot');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT value, version = :hot_version AS version_unchanged
+  FROM turnstile.counter_info('hot');
+
+-- The whole table still holds exactly 16 rows for the counter.
+SELECT count(*) FROM turnstile.counter_slot WHERE name = 'hot';
+
+--
+-- Dropping and recreating a counter with another slot count in the same
+-- session: each backend remembers slot counts, and must not trust a stale
+-- entry.
+--
+-- plain -> hot
+SELECT turnstile.counter_incr('morph', 3);
+SELECT turnstile.counter_drop('morph');
+SELECT turnstile.counter_create('morph', 10, 8);
+SELECT turnstile.counter_incr('morph', 3);
+SELECT turnstile.counter_incr('morph', 3);
+SELECT name, value, slots FROM turnstile.counter_info('morph');
+SELECT count(*) AS rows FROM turnstile.counter_slot WHERE name = 'morph';
+-- hot -> plain
+SELECT turnstile.counter_drop('morph');
+SELECT turnstile.counter_create('morph', 20);
+SELECT turnstile.counter_incr('morph', 3);
+SELECT name, value, slots FROM turnstile.counter_info('morph');
+SELECT count(*) AS rows FROM turnstile.counter_slot WHERE name = 'morph';
+-- hot -> plain -> hot in one transaction
+BEGIN;
+SELECT turnstile.counter_drop('morph');
+SELECT turnstile.counter_create('morph', 0, 4);
+SELECT turnstile.counter_incr('morph', 2);
+SELECT turnstile.counter_drop('morph');
+SELECT turnstile.counter_incr('morph', 5);
+SELECT turnstile.counter_drop('morph');
+SELECT turnstile.counter_create('morph', 1, 4);
+SELECT turnstile.counter_incr('morph', 2);
+COMMIT;
+SELECT name, value, slots FROM turnstile.counter_info('morph');
+SELECT count(*) AS rows FROM turnstile.counter_slot WHERE name = 'morph';
+
+-- A rolled-back recreation leaves the old counter behind, while this
+-- backend remembers the slot count of the rolled-back one.
+-- (a) the backend takes a hot counter for a plain one:
+SELECT turnstile.counter_create('stale_hot', 0, 8);
+BEGIN;
+SELECT turnstile.counter_drop('stale_hot');
+SELECT turnstile.counter_create('stale_hot', 0, 1);
+ROLLBACK;
+SELECT turnstile.counter_incr('stale_hot', 4);
+SELECT turnstile.counter_incr('stale_hot', 4);
+SELECT name, value, slots FROM turnstile.counter_info('stale_hot');
+SELECT count(*) AS rows, sum(value) FROM turnstile.counter_slot WHERE name = 'stale_hot';
+-- (b) the backend takes a plain counter for a hot one:
+SELECT turnstile.counter_create('stale_plain', 0, 1);
+BEGIN;
+SELECT turnstile.counter_drop('stale_plain');
+SELECT turnstile.counter_create('stale_plain', 0, 8);
+ROLLBACK;
+SELECT turnstile.counter_incr('stale_plain', 4);
+SELECT turnstile.counter_incr('stale_plain', 4);
+SELECT name, value, slots FROM turnstile.counter_info('stale_plain');
+SELECT count(*) AS rows, sum(value) FROM turnstile.counter_slot WHERE name = 'stale_plain';
+-- (c) the backend remembers a hot counter that was never committed:
+BEGIN;
+SELECT turnstile.counter_create('stale_ghost', 0, 8);
+ROLLBACK;
+SELECT turnstile.counter_get('stale_ghost') IS NULL AS absent;
+SELECT turnstile.counter_incr('stale_ghost', 4);
+SELECT name, value, slots FROM turnstile.counter_info('stale_ghost');
+SELECT count(*) AS rows FROM turnstile.counter_slot WHERE name = 'stale_ghost';
+
+-- Increments of a hot counter roll back like any other.
+SELECT turnstile.counter_set('hot', 0);
+BEGIN;
+SELECT turnstile.counter_incr('hot', 5);
+SAVEPOINT s;
+SELECT turnstile.counter_incr('hot', 50);
+ROLLBACK TO SAVEPOINT s;
+SELECT turnstile.counter_get('hot');
+ROLLBACK;
+SELECT turnstile.counter_get('hot');
+
+-- Dropping a hot counter removes every slot row.
+SELECT name, turnstile.counter_drop(name)
+  FROM turnstile.counters
+ WHERE name IN ('hot', 'hot2', 'plain1', 'morph', 'stale_hot', 'stale_plain',
+                'stale_ghost')
+ ORDER BY name;
+SELECT count(*) AS rows_left
+  FROM turnstile.counter_slot
+ WHERE name IN ('hot', 'hot2', 'plain1', 'morph', 'stale_hot', 'stale_plain',
+                'stale_ghost');
