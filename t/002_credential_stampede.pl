@@ -1,0 +1,121 @@
+# A stampede on credential_get: many real clients ask at once for a user whose
+# credential has expired (and was squeezed out, so validate says no).  The
+# login service counts its logins and takes a while to answer, so the callers
+# pile up behind the one that refreshes.  Exactly one login must happen per
+# user, every caller must get the same credential, and nobody may wait much
+# longer than the one login took.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $login_seconds = 0.2;
+
+my $node = PostgreSQL::Test::Cluster->new('stampede');
+$node->init;
+$node->append_conf('postgresql.conf', "max_connections = 150\n");
+$node->start;
+
+$node->safe_psql('postgres', qq{
+	CREATE EXTENSION pg_turnstile;
+	CREATE TABLE svc_token (user_id bigint PRIMARY KEY, token text NOT NULL, n integer NOT NULL);
+	CREATE TABLE svc_login_log (user_id bigint NOT NULL, token text NOT NULL);
+	CREATE FUNCTION svc_login(uid bigint) RETURNS text LANGUAGE plpgsql AS \$\$
+	DECLARE
+		issued text;
+	BEGIN
+		PERFORM pg_sleep($login_seconds);	-- the service is slow
+		INSERT INTO svc_token AS t VALUES (uid, 'tok-' || uid || '-1', 1)
+			ON CONFLICT (user_id) DO UPDATE
+			SET n = t.n + 1, token = 'tok-' || uid || '-' || (t.n + 1)
+			RETURNING token INTO issued;
+		INSERT INTO svc_login_log VALUES (uid, issued);
+		RETURN issued;
+	END \$\$;
+	CREATE FUNCTION svc_validate(uid bigint, credential text) RETURNS boolean
+	LANGUAGE sql AS \$\$
+		SELECT EXISTS (SELECT FROM svc_token WHERE user_id = uid AND token = credential)
+	\$\$;
+	SELECT turnstile.realm_set('test', 'svc_login(bigint)', 'svc_validate(bigint,text)',
+							   ttl => '1 hour', propagation => 'required');
+	CREATE TABLE got (user_id bigint, credential text, waited interval);
+});
+
+# Age every cached credential past its ttl, and squeeze it out at the service
+# so that validate says no and a new login is needed.
+sub expire_and_squeeze
+{
+	$node->safe_psql('postgres', q{
+		UPDATE turnstile.credential SET validated_at = validated_at - interval '2 hours';
+		UPDATE svc_token SET token = token || '-squeezed';
+		TRUNCATE svc_login_log, got;
+	});
+}
+
+# Each client asks once, for user (client_id % users) + 1, and records what it
+# got and how long the call took.
+sub stampede
+{
+	my ($clients, $users, $name) = @_;
+	$node->pgbench(
+		"--no-vacuum --client=$clients --jobs=2 --transactions=1",
+		0,
+		[qr{processed: $clients/$clients}],
+		[qr{^$}],
+		$name,
+		{
+			"002_$users" => qq{
+\\set uid :client_id % $users + 1
+INSERT INTO got SELECT :uid, turnstile.credential_get(:uid, 'test'), clock_timestamp() - statement_timestamp();
+}
+		});
+}
+
+# 1. one user, 64 clients
+$node->safe_psql('postgres', q{SELECT turnstile.credential_get(1, 'test')});
+expire_and_squeeze();
+stampede(64, 1, '64 clients on one expired user');
+
+is($node->safe_psql('postgres', 'SELECT count(*) FROM svc_login_log'),
+	'1', 'one login for 64 callers');
+is($node->safe_psql('postgres', 'SELECT count(DISTINCT credential) || \' \' || count(*) FROM got'),
+	'1 64', 'all 64 callers got the same credential');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM got g JOIN svc_login_log l ON l.user_id = g.user_id AND l.token = g.credential}),
+	'64', 'and it is the credential the login issued');
+my $slowest = $node->safe_psql('postgres',
+	q{SELECT extract(epoch FROM max(waited)) FROM got});
+note sprintf('64 clients, 1 login of %.3f s; slowest caller waited %.3f s',
+	$login_seconds, $slowest);
+cmp_ok($slowest, '<', 2 * $login_seconds + 1.0,
+	'nobody waited much longer than one login');
+# the callers really did arrive while the login ran, and queued behind it
+cmp_ok($node->safe_psql('postgres',
+		qq{SELECT count(*) FROM got WHERE waited > interval '@{[$login_seconds / 2]} s'}),
+	'>=', 16, 'at least 16 callers waited for the refresher');
+
+# 2. sixteen users, eight clients each
+$node->safe_psql('postgres', q{
+	SELECT turnstile.credential_get(u, 'test') FROM generate_series(1, 16) u});
+expire_and_squeeze();
+stampede(128, 16, '16 users x 8 clients');
+
+is($node->safe_psql('postgres',
+		'SELECT count(*) || \' \' || count(DISTINCT user_id) FROM svc_login_log'),
+	'16 16', 'one login per user');
+is($node->safe_psql('postgres', q{
+		SELECT count(*) FROM (SELECT user_id FROM got GROUP BY user_id
+							  HAVING count(*) = 8 AND count(DISTINCT credential) = 1) u}),
+	'16', 'the 8 callers of each user got one credential');
+$slowest = $node->safe_psql('postgres',
+	q{SELECT extract(epoch FROM max(waited)) FROM got});
+note sprintf('128 clients over 16 users; slowest caller waited %.3f s', $slowest);
+
+is($node->safe_psql('postgres', 'SELECT count(*) FROM turnstile.locks'),
+	'0', 'no turnstile lock left behind');
+
+$node->stop;
+done_testing();
