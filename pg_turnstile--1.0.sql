@@ -159,6 +159,7 @@ CREATE TABLE turnstile.credential (
 	validations		bigint		NOT NULL DEFAULT 0,
 	failures		integer		NOT NULL DEFAULT 0,
 	last_error		text,
+	last_sqlstate	text,
 	blocked_until	timestamptz,
 	version			bigint		NOT NULL DEFAULT 1,
 	PRIMARY KEY (realm_id, user_id)
@@ -178,7 +179,7 @@ CREATE FUNCTION turnstile.realm_set(realm text, login regprocedure,
 									ttl interval DEFAULT '30 minutes',
 									refresh_ahead interval DEFAULT '0',
 									retry_after interval DEFAULT '30 seconds',
-									propagation text DEFAULT 'required')
+									propagation text DEFAULT 'requires_new')
 RETURNS void
 AS 'MODULE_PATHNAME', 'realm_set'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -42,6 +42,7 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "access/transam.h"
 #include "utils/builtins.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
@@ -66,7 +67,9 @@ static TsStatement ts_stmt_lookup = {
 	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
 	"       c.validated_at OPERATOR(pg_catalog.+) r.ttl"
 	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
-	"       c.version"
+	"       c.version, c.xmin,"
+	"       c.blocked_until OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+	"       c.last_error, c.last_sqlstate, c.blocked_until::pg_catalog.text"
 	"  FROM turnstile.realm r"
 	"  LEFT JOIN turnstile.credential c"
 	"    ON c.realm_id OPERATOR(pg_catalog.=) r.realm_id"
@@ -82,6 +85,21 @@ static TsStatement ts_stmt_invalidate = {
 	"   AND credential IS NOT NULL AND NOT invalidated"
 	"   AND ($3::pg_catalog.text IS NULL OR credential OPERATOR(pg_catalog.=) $3)",
 	3, {INT4OID, INT8OID, TEXTOID}
+};
+
+/* A failed refresh: counted, kept, and holding off retries ($3 message, $4 SQLSTATE). */
+static TsStatement ts_stmt_record_failure = {
+	"INSERT INTO turnstile.credential AS c"
+	"       (realm_id, user_id, failures, last_error, last_sqlstate, blocked_until)"
+	" SELECT r.realm_id, $2, 1, $3, $4,"
+	"        pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) r.retry_after"
+	"   FROM turnstile.realm r WHERE r.name OPERATOR(pg_catalog.=) $1"
+	" ON CONFLICT (realm_id, user_id) DO UPDATE"
+	"    SET failures = c.failures OPERATOR(pg_catalog.+) 1,"
+	"        last_error = excluded.last_error, last_sqlstate = excluded.last_sqlstate,"
+	"        blocked_until = excluded.blocked_until,"
+	"        version = c.version OPERATOR(pg_catalog.+) 1",
+	4, {TEXTOID, INT8OID, TEXTOID, TEXTOID}
 };
 
 /* The smallest realm id not in use. */
@@ -214,10 +232,53 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	cached->version = DatumGetInt64(ts_store_value(0, 11, &isnull));
 	if (isnull)
 		cached->version = 0;
+	cached->changed_here = cached->exists &&
+		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(ts_store_value(0, 12, &isnull)));
+	cached->blocked = DatumGetBool(ts_store_value(0, 13, &isnull)) && !isnull;
+	cached->last_error = ts_store_text(session, 0, 14);
+	cached->last_sqlstate = ts_store_text(session, 0, 15);
+	cached->blocked_until = ts_store_text(session, 0, 16);
 
 	/* only a credential that exists and was not invalidated can be used */
 	if (cached->credential == NULL || cached->invalidated)
 		cached->fresh = cached->usable = false;
+}
+
+/*
+ * Raise the failure a recent refresh recorded, while retry_after holds off
+ * new attempts: its SQLSTATE, and when the next attempt is allowed.
+ */
+static void
+ts_credential_raise_recorded_failure(const TsRealm *realm, int64 user_id,
+									 const TsCredential *cached)
+{
+	const char *sqlstate = cached->last_sqlstate ? cached->last_sqlstate : "XX000";
+
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+								   sqlstate[3], sqlstate[4])),
+			 errmsg("refresh of user " INT64_FORMAT " in realm \"%s\" failed recently; next attempt after %s",
+					user_id, realm->name, cached->blocked_until),
+			 errdetail("The last attempt failed: %s",
+					   cached->last_error ? cached->last_error : "(no message)"),
+			 errhint("The realm's retry_after sets how long a failure holds off new attempts; credential_set stores a credential at once.")));
+}
+
+/*
+ * Refuse to refresh a user whose refresh this backend already has under way:
+ * a login function that asks for the credential it is producing would
+ * otherwise wait for a lock its own caller holds, or recurse without end.
+ */
+static void
+ts_credential_check_recursion(const TsRealm *realm, int64 user_id)
+{
+	for (TsRefreshInProgress *r = ts_refreshes_in_progress; r; r = r->outer)
+		if (r->realm_id == realm->realm_id && r->user_id == user_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_RECURSION),
+					 errmsg("infinite recursion detected in the refresh of user " INT64_FORMAT " in realm \"%s\"",
+							user_id, realm->name),
+					 errdetail("The realm's login or validate function asked for the credential it is refreshing.")));
 }
 
 static void
@@ -229,19 +290,15 @@ ts_credential_require_writable(int64 user_id, const char *realm_name)
 }
 
 /*
- * Lock a user's credential (waiting), take the policy's snapshot and read
- * the state again.  Under "repeatable read", raise 40001 if the state changed
- * after the caller's snapshot.  Returns the snapshot to write with.
+ * With the user's lock held, take the policy's snapshot and read the state
+ * again.  Under "repeatable read", raise 40001 if the state changed after
+ * the caller's snapshot.  Returns the snapshot to write with.
  */
 static Snapshot
-ts_credential_lock_and_read(TsStoreSession *session, const char *realm_name,
-							int64 user_id, TsRealm *realm, TsCredential *cached,
-							bool already_locked)
+ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
+						  int64 user_id, TsRealm *realm, TsCredential *cached)
 {
 	Snapshot	snapshot;
-
-	if (!already_locked)
-		ts_lock_credential(realm->realm_id, user_id, true, realm_name);
 
 	snapshot = ts_policy_snapshot();
 	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
@@ -271,27 +328,23 @@ ts_credential_lock_and_read(TsStoreSession *session, const char *realm_name,
 /*
  * Refresh a user's credential, refusing a refresh of the same user that is
  * already under way in this backend (a login that asks for its own user).
+ * here_only: run the steps in this transaction whatever the propagation (the
+ * refresh worker's own call).
  */
 static char *
 ts_credential_refresh(const TsRealm *realm, int64 user_id,
-					  const TsCredential *cached, Snapshot snapshot)
+					  const TsCredential *cached, Snapshot snapshot, bool here_only)
 {
 	TsRefreshInProgress self = {realm->realm_id, user_id, ts_refreshes_in_progress};
 	char	   *credential;
 
-	for (TsRefreshInProgress *r = ts_refreshes_in_progress; r; r = r->outer)
-		if (r->realm_id == realm->realm_id && r->user_id == user_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_RECURSION),
-					 errmsg("infinite recursion detected in the refresh of user " INT64_FORMAT " in realm \"%s\"",
-							user_id, realm->name),
-					 errdetail("The realm's login or validate function asked for the credential it is refreshing.")));
-
+	ts_credential_check_recursion(realm, user_id);
 	check_stack_depth();
 	ts_refreshes_in_progress = &self;
 	PG_TRY();
 	{
-		credential = ts_refresh(realm, user_id, cached, snapshot);
+		credential = here_only ? ts_refresh_steps(realm, user_id, cached, snapshot) :
+			ts_refresh(realm, user_id, cached, snapshot);
 	}
 	PG_FINALLY();
 	{
@@ -315,7 +368,7 @@ credential_get(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	TsStoreSession session;
 	char	   *credential;
-	bool		locked = false;
+	TsLockResult lock = TS_LOCK_NOT_AVAILABLE;
 
 	ts_store_open(&session);
 
@@ -330,30 +383,96 @@ credential_get(PG_FUNCTION_ARGS)
 	}
 	if (cached.usable)
 	{
-		/* a read-only transaction (a standby) cannot refresh: use what is valid */
-		locked = !XactReadOnly &&
-			ts_lock_credential(realm.realm_id, user_id, false, realm_name);
-		if (!locked)
+		/*
+		 * A read-only transaction (a standby) cannot refresh, and after a
+		 * failed refresh nobody tries before retry_after: use what is valid.
+		 */
+		if (!XactReadOnly && !cached.blocked)
+			lock = ts_lock_credential(realm.realm_id, user_id, false, realm_name);
+		if (lock == TS_LOCK_NOT_AVAILABLE)
 		{
 			ts_store_close(&session);
 			PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
 		}
 	}
+	else if (cached.blocked)
+		ts_credential_raise_recorded_failure(&realm, user_id, &cached);
 	ts_credential_require_writable(user_id, realm_name);
+	ts_credential_check_recursion(&realm, user_id);
 
 	/* step 3: under the lock, whoever refreshed before us has committed */
-	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
-										   &realm, &cached, locked);
+	if (lock == TS_LOCK_NOT_AVAILABLE)
+		lock = ts_lock_credential(realm.realm_id, user_id, true, realm_name);
+	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
+
 	if (cached.fresh)
 		credential = cached.credential;
+	else if (cached.blocked && cached.usable)
+		credential = cached.credential;
+	else if (cached.blocked)
+		ts_credential_raise_recorded_failure(&realm, user_id, &cached);
 	else
+	{
 		credential = MemoryContextStrdup(session.caller_context,
 										 ts_credential_refresh(&realm, user_id,
-															   &cached, snapshot));
+															   &cached, snapshot, false));
+
+		/*
+		 * A refresh in a transaction of its own is committed already: let
+		 * the waiters have it now rather than at the end of our transaction,
+		 * unless the lock was ours before this call.
+		 */
+		if (realm.propagation == TURNSTILE_REQUIRES_NEW && !cached.changed_here &&
+			lock == TS_LOCK_ACQUIRED)
+			ts_unlock_credential(realm.realm_id, user_id);
+	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
 	PG_RETURN_TEXT_P(cstring_to_text(credential));
+}
+
+/*
+ * Steps 4 and 5 for the refresh worker: read the state again in the worker's
+ * transaction and refresh it there.  The caller holds the user's lock.
+ */
+char *
+ts_credential_refresh_here(const char *realm_name, int64 user_id)
+{
+	TsRealm		realm;
+	TsCredential cached;
+	TsStoreSession session;
+	Snapshot	snapshot;
+	char	   *credential;
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
+	credential = cached.fresh ? cached.credential :
+		MemoryContextStrdup(session.caller_context,
+							ts_credential_refresh(&realm, user_id, &cached, snapshot, true));
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+	return credential;
+}
+
+/*
+ * Record a failed refresh for a user: count it, keep its message and
+ * SQLSTATE, and hold off new attempts for the realm's retry_after.
+ */
+void
+ts_credential_record_failure(const char *realm_name, int64 user_id, ErrorData *failure)
+{
+	Datum		args[4] = {
+		CStringGetTextDatum(realm_name), Int64GetDatum(user_id),
+		CStringGetTextDatum(failure->message ? failure->message : ""),
+		CStringGetTextDatum(unpack_sql_state(failure->sqlerrcode))
+	};
+	TsStoreSession session;
+
+	ts_store_open(&session);
+	ts_store_exec(&ts_stmt_record_failure, args, NULL, InvalidSnapshot, false);
+	ts_store_close(&session);
 }
 
 /*
@@ -384,8 +503,8 @@ credential_set(PG_FUNCTION_ARGS)
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
 	ts_policy_release(snapshot);
 
-	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
-										   &realm, &cached, false);
+	ts_lock_credential(realm.realm_id, user_id, true, realm_name);
+	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
@@ -420,8 +539,8 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
 	ts_policy_release(snapshot);
 
-	snapshot = ts_credential_lock_and_read(&session, realm_name, user_id,
-										   &realm, &cached, false);
+	ts_lock_credential(realm.realm_id, user_id, true, realm_name);
+	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 	args[0] = Int32GetDatum(realm.realm_id);
 	args[1] = Int64GetDatum(user_id);
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -491,7 +610,7 @@ ts_interval_lt(Interval *a, Interval *b)
 /*
  * realm_set(realm, login, validate = NULL, ttl = '30 minutes',
  *			 refresh_ahead = '0', retry_after = '30 seconds',
- *			 propagation = 'required') -> void
+ *			 propagation = 'requires_new') -> void
  */
 Datum
 realm_set(PG_FUNCTION_ARGS)
@@ -533,11 +652,6 @@ realm_set(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid propagation \"%s\"", propagation),
 				 errhint("Use \"requires_new\" or \"required\".")));
-	if (strcmp(propagation, "requires_new") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("propagation \"requires_new\" is not supported yet"),
-				 errhint("Use \"required\": the refresh then runs inside the caller's transaction.")));
 
 	ts_check_provider(login, "login", 1, InvalidOid, TEXTOID);
 	if (OidIsValid(validate))

@@ -107,17 +107,18 @@ ts_lock_target_describe(const TsLockTarget *target)
 	return pstrdup(target->other);
 }
 
-static void
+static LockAcquireResult
 ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
+	LockAcquireResult result = LockAcquire(tag, mode, false, true);
 
-	if (LockAcquire(tag, mode, false, true) != LOCKACQUIRE_NOT_AVAIL)
-		return;
+	if (result != LOCKACQUIRE_NOT_AVAIL)
+		return result;
 
 	PG_TRY();
 	{
-		(void) LockAcquire(tag, mode, false, false);
+		result = LockAcquire(tag, mode, false, false);
 	}
 	PG_CATCH();
 	{
@@ -136,6 +137,8 @@ ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
 				 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
 	}
 	PG_END_TRY();
+
+	return result;
 }
 
 /*
@@ -148,7 +151,7 @@ ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
 	TsLockTarget target = {.counter = name};
 
 	ts_counter_locktag(&tag, key);
-	ts_lock_wait(&tag, mode, &target);
+	(void) ts_lock_wait(&tag, mode, &target);
 }
 
 /*
@@ -181,29 +184,58 @@ ts_lock_counter_slot(uint64 key, int slots, const char *name)
 	}
 
 	ts_slot_locktag(&tag, key, start);
-	ts_lock_wait(&tag, ExclusiveLock, &target);
+	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
 	return start;
 }
 
+static inline void
+ts_credential_locktag(LOCKTAG *tag, int realm_id, int64 user_id)
+{
+	Assert(realm_id >= 1 && realm_id <= TURNSTILE_REALM_ID_MAX);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) user_id >> 32),
+						 (uint32) user_id, TS_LOCK_KIND_CREDENTIAL | realm_id);
+}
+
 /*
- * Lock one user's credential in a realm until the end of the transaction.
- * With wait = false, only try, and return whether the lock was granted (or
- * was already held by this transaction).
+ * Lock one user's credential in a realm until the end of the transaction, or
+ * with wait = false, only try.  Says whether this call took the lock, or this
+ * transaction already held it.
  */
-bool
+TsLockResult
 ts_lock_credential(int realm_id, int64 user_id, bool wait, const char *realm)
 {
 	LOCKTAG		tag;
-	TsLockTarget target = {.realm = realm, .user_id = user_id};
+	TsLockTarget target = {.realm = realm,.user_id = user_id};
+	LockAcquireResult result;
 
-	Assert(realm_id >= 1 && realm_id <= TURNSTILE_REALM_ID_MAX);
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) ((uint64) user_id >> 32),
-						 (uint32) user_id, TS_LOCK_KIND_CREDENTIAL | realm_id);
-	if (!wait)
-		return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+	ts_credential_locktag(&tag, realm_id, user_id);
+	if (wait)
+		result = ts_lock_wait(&tag, ExclusiveLock, &target);
+	else
+		result = LockAcquire(&tag, ExclusiveLock, false, true);
 
-	ts_lock_wait(&tag, ExclusiveLock, &target);
-	return true;
+	switch (result)
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return TS_LOCK_NOT_AVAILABLE;
+		case LOCKACQUIRE_OK:
+			return TS_LOCK_ACQUIRED;
+		default:
+			return TS_LOCK_ALREADY_HELD;
+	}
+}
+
+/*
+ * Release a user's lock before the end of the transaction: only for a lock
+ * this call took, and only once what it protected is committed elsewhere.
+ */
+void
+ts_unlock_credential(int realm_id, int64 user_id)
+{
+	LOCKTAG		tag;
+
+	ts_credential_locktag(&tag, realm_id, user_id);
+	LockRelease(&tag, ExclusiveLock, false);
 }
 
 /*
@@ -216,7 +248,7 @@ ts_lock_realm_registry(void)
 	TsLockTarget target = {.other = "the realm registry"};
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, TS_LOCK_KIND_REALM_REGISTRY);
-	ts_lock_wait(&tag, ExclusiveLock, &target);
+	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
 }
 
 PG_FUNCTION_INFO_V1(counter_lock_key);

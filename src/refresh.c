@@ -6,8 +6,8 @@
  * The caller holds the user's lock and has just read the cached state under
  * it.  Where these steps run is the realm's propagation: "required" runs them
  * right here, inside the caller's transaction, so what they store commits or
- * rolls back with it.  Keeping the steps in one function with the state as
- * its input lets another propagation run the very same steps elsewhere.
+ * rolls back with it; "requires_new" has a background worker run the very
+ * same steps in a transaction of its own (worker.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -71,12 +71,11 @@ ts_credential_store(const TsRealm *realm, int64 user_id, bool exists,
 }
 
 /*
- * Steps 4 and 5 inside the caller's transaction.  Returns the credential to
- * use, allocated in the caller's memory context.
+ * Steps 4 and 5 in the current transaction.  Returns the credential to use.
  */
-static char *
-ts_refresh_here(const TsRealm *realm, int64 user_id, const TsCredential *cached,
-				Snapshot snapshot)
+char *
+ts_refresh_steps(const TsRealm *realm, int64 user_id, const TsCredential *cached,
+				 Snapshot snapshot)
 {
 	char	   *credential;
 	int			validations = 0;
@@ -102,21 +101,18 @@ ts_refresh_here(const TsRealm *realm, int64 user_id, const TsCredential *cached,
 
 /*
  * Refresh a user's credential where the realm's propagation says.
+ *
+ * requires_new runs the steps in a background worker's transaction, except
+ * when the calling transaction has itself written this user's row (say, it
+ * invalidated the credential): the worker would wait for that row's lock,
+ * held by the caller, while the caller waits for the worker.  Then the
+ * steps run here, as with required.
  */
 char *
 ts_refresh(const TsRealm *realm, int64 user_id, const TsCredential *cached,
 		   Snapshot snapshot)
 {
-	switch (realm->propagation)
-	{
-		case TURNSTILE_REQUIRED:
-			return ts_refresh_here(realm, user_id, cached, snapshot);
-		case TURNSTILE_REQUIRES_NEW:
-			break;
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("propagation \"requires_new\" of realm \"%s\" is not supported yet",
-					realm->name)));
-	return NULL;				/* keep compiler quiet */
+	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here)
+		return ts_refresh_in_worker(realm, user_id);
+	return ts_refresh_steps(realm, user_id, cached, snapshot);
 }

@@ -60,6 +60,11 @@ typedef struct TsCredential
 	bool		invalidated;
 	bool		fresh;			/* valid and before its refresh-ahead window */
 	bool		usable;			/* valid and not expired */
+	bool		changed_here;	/* row written by the calling transaction */
+	bool		blocked;		/* a failed refresh holds off new attempts */
+	char	   *last_error;		/* with blocked: what failed, and when */
+	char	   *last_sqlstate;
+	char	   *blocked_until;
 	int64		version;
 } TsCredential;
 
@@ -80,8 +85,16 @@ extern int	turnstile_isolation;
 extern uint64 ts_counter_key(const char *name, int len);
 extern void ts_lock_counter(uint64 key, LOCKMODE mode, const char *name);
 extern int	ts_lock_counter_slot(uint64 key, int slots, const char *name);
-extern bool ts_lock_credential(int realm_id, int64 user_id, bool wait,
-							   const char *realm);
+typedef enum TsLockResult
+{
+	TS_LOCK_NOT_AVAILABLE,
+	TS_LOCK_ACQUIRED,			/* newly, by this call */
+	TS_LOCK_ALREADY_HELD		/* by this transaction, before this call */
+} TsLockResult;
+
+extern TsLockResult ts_lock_credential(int realm_id, int64 user_id, bool wait,
+									   const char *realm);
+extern void ts_unlock_credential(int realm_id, int64 user_id);
 extern void ts_lock_realm_registry(void);
 
 /* snapshot.c */
@@ -99,6 +112,16 @@ extern bool ts_provider_validate(const TsRealm *realm, int64 user_id,
 /* refresh.c */
 extern char *ts_refresh(const TsRealm *realm, int64 user_id,
 						const TsCredential *cached, Snapshot snapshot);
+extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
+							  const TsCredential *cached, Snapshot snapshot);
+
+/* worker.c */
+extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
+
+/* credential.c, for the worker */
+extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);
+extern void ts_credential_record_failure(const char *realm_name, int64 user_id,
+										 ErrorData *failure);
 extern void ts_credential_store(const TsRealm *realm, int64 user_id,
 								bool exists, const char *credential,
 								int logins, int validations, Snapshot snapshot);

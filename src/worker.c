@@ -1,0 +1,280 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  propagation = 'requires_new': the refresh in a transaction of its own.
+ *
+ * A login invalidates the user's previous credential at the service.  If the
+ * refresh ran inside the caller's transaction and the caller then rolled
+ * back, the fresh credential would be thrown away while the old one no longer
+ * works.  So the caller, holding the user's lock, has a dynamic background
+ * worker run the refresh steps (refresh.c) in a transaction of its own, at
+ * the isolation level turnstile.isolation names, and waits for its answer.
+ *
+ * The caller and the worker share a dynamic shared memory segment: a small
+ * fixed header saying what to refresh, and a message queue from the worker to
+ * the caller.  The worker's output is redirected into the queue, so its
+ * errors arrive as protocol ErrorResponse messages, with SQLSTATE, message,
+ * detail and context intact, and are raised again in the caller.  A success
+ * arrives as one message of type 'C' carrying the credential, sent only after
+ * the worker has committed.
+ *
+ * Ordering with the user's lock.  The worker does not take the lock; the
+ * caller holds it for the worker's whole life.  If the caller fails or is
+ * terminated while it waits, a cleanup callback (run on ERROR and, through
+ * before_shmem_exit, on FATAL, in both cases before the caller's locks are
+ * released) terminates the worker and waits for it to be gone.  So the next
+ * caller can never start a second login while a first one is still running:
+ * the worker has either committed its result or rolled back.
+ *
+ * A failed refresh is recorded (failures, last_error, blocked_until) in a
+ * second transaction of the worker, after the first rolled back, so that the
+ * record survives whatever the caller does; callers then get that failure at
+ * once until retry_after has passed (credential.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "access/xact.h"
+#include "libpq/pqformat.h"
+#include "libpq/pqmq.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+PGDLLEXPORT void ts_refresh_worker_main(Datum main_arg);
+
+/* Room for the worker's messages; longer ones are streamed through it. */
+#define TS_WORKER_QUEUE_SIZE	16384
+
+/* How long a failing caller waits for its terminated worker to be gone. */
+#define TS_WORKER_STOP_WAIT_MS	10000
+
+/* What the caller tells the worker, at the start of the shared segment. */
+typedef struct TsRefreshRequest
+{
+	Oid			database;
+	Oid			user;			/* the caller's authenticated user */
+	int			xact_isolation; /* XACT_* level of the worker's transaction */
+	int64		user_id;
+	char		realm[(TURNSTILE_NAME_MAX_CHARS + 1) * MAX_MULTIBYTE_CHAR_LEN];
+} TsRefreshRequest;
+
+#define TS_WORKER_QUEUE_OFFSET	MAXALIGN(sizeof(TsRefreshRequest))
+
+/* The caller's side of one refresh, for the cleanup callback. */
+typedef struct TsWorkerCall
+{
+	BackgroundWorkerHandle *handle;
+} TsWorkerCall;
+
+/*
+ * Terminate the worker and wait, with interrupts held, until it is gone.
+ * Runs when the caller errors out or exits while its worker may still run.
+ */
+static void
+ts_worker_stop(int code, Datum arg)
+{
+	TsWorkerCall *call = (TsWorkerCall *) DatumGetPointer(arg);
+	pid_t		pid;
+
+	TerminateBackgroundWorker(call->handle);
+
+	HOLD_INTERRUPTS();
+	for (int waited = 0; waited < TS_WORKER_STOP_WAIT_MS; waited += 10)
+	{
+		if (GetBackgroundWorkerPid(call->handle, &pid) == BGWH_STOPPED)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * Wait for the worker's answer: raise its error, pass its notices on, or
+ * return the credential it stored, in the caller's memory context.
+ */
+static char *
+ts_worker_receive(shm_mq_handle *mqh, const TsRealm *realm, int64 user_id)
+{
+	for (;;)
+	{
+		Size		nbytes;
+		void	   *data;
+		StringInfoData msg;
+		char		msgtype;
+
+		if (shm_mq_receive(mqh, &nbytes, &data, false) != SHM_MQ_SUCCESS)
+			ereport(ERROR,
+					(errcode(ERRCODE_OPERATOR_INTERVENTION),
+					 errmsg("refresh of user " INT64_FORMAT " in realm \"%s\" ended without an answer",
+							user_id, realm->name),
+					 errdetail("Its background worker stopped before it reported a result.")));
+
+		initStringInfo(&msg);
+		appendBinaryStringInfo(&msg, data, nbytes);
+		msgtype = pq_getmsgbyte(&msg);
+
+		if (msgtype == 'C')
+			return pstrdup(pq_getmsgstring(&msg));
+
+		if (msgtype == 'E' || msgtype == 'N')
+		{
+			ErrorData	edata;
+
+			pq_parse_errornotice(&msg, &edata);
+			/* the worker's FATAL exit is this call's ERROR */
+			if (edata.elevel > ERROR)
+				edata.elevel = ERROR;
+			ThrowErrorData(&edata);
+		}
+		/* anything else (say, a ReadyForQuery) carries nothing for us */
+	}
+}
+
+/*
+ * Run the refresh steps for a user in a background worker, in a transaction
+ * of their own, and return the credential it committed.  The caller holds
+ * the user's lock.
+ */
+char *
+ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
+{
+	dsm_segment *seg;
+	TsRefreshRequest *request;
+	shm_mq	   *mq;
+	shm_mq_handle *mqh;
+	BackgroundWorker worker;
+	TsWorkerCall call;
+	char	   *credential;
+
+	seg = dsm_create(TS_WORKER_QUEUE_OFFSET + TS_WORKER_QUEUE_SIZE, 0);
+	request = dsm_segment_address(seg);
+	request->database = MyDatabaseId;
+	request->user = GetAuthenticatedUserId();
+	request->xact_isolation =
+		turnstile_isolation == TURNSTILE_SERIALIZABLE ? XACT_SERIALIZABLE :
+		turnstile_isolation == TURNSTILE_REPEATABLE_READ ? XACT_REPEATABLE_READ :
+		XACT_READ_COMMITTED;
+	request->user_id = user_id;
+	strlcpy(request->realm, realm->name, sizeof(request->realm));
+
+	mq = shm_mq_create((char *) request + TS_WORKER_QUEUE_OFFSET, TS_WORKER_QUEUE_SIZE);
+	shm_mq_set_receiver(mq, MyProc);
+	mqh = shm_mq_attach(mq, seg, NULL);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "pg_turnstile", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "ts_refresh_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_turnstile refresh of user " INT64_FORMAT,
+			 user_id);
+	strlcpy(worker.bgw_type, "pg_turnstile refresh", BGW_MAXLEN);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &call.handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("no background worker slot free to refresh user " INT64_FORMAT " in realm \"%s\"",
+						user_id, realm->name),
+				 errhint("Raise max_worker_processes, or register the realm with propagation => 'required'.")));
+	shm_mq_set_handle(mqh, call.handle);
+
+	PG_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
+	{
+		credential = ts_worker_receive(mqh, realm, user_id);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
+
+	dsm_detach(seg);
+	return credential;
+}
+
+/*
+ * The worker: refresh one user's credential in a transaction of its own,
+ * commit, and send the credential to the caller.
+ */
+void
+ts_refresh_worker_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	TsRefreshRequest *request;
+	shm_mq	   *mq;
+	shm_mq_handle *mqh;
+	char	   *credential;
+	MemoryContext worker_context;
+	ErrorData  *failure = NULL;
+
+	/* a terminate request aborts the transaction at the next interrupt check */
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_turnstile refresh worker could not map its request")));
+	request = dsm_segment_address(seg);
+	mq = (shm_mq *) ((char *) request + TS_WORKER_QUEUE_OFFSET);
+	shm_mq_set_sender(mq, MyProc);
+	mqh = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, mqh);
+
+	BackgroundWorkerInitializeConnectionByOid(request->database, request->user, 0);
+	worker_context = AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
+										   ALLOCSET_DEFAULT_SIZES);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	XactIsoLevel = request->xact_isolation;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		char	   *result = ts_credential_refresh_here(request->realm, request->user_id);
+
+		credential = MemoryContextStrdup(worker_context, result);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(worker_context);
+		failure = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	if (failure == NULL)
+	{
+		StringInfoData msg;
+
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pq_beginmessage(&msg, 'C');
+		pq_sendstring(&msg, credential);
+		pq_endmessage(&msg);
+		return;
+	}
+
+	/* roll the refresh back, record the failure for good, then report it */
+	AbortCurrentTransaction();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ts_credential_record_failure(request->realm, request->user_id, failure);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	ThrowErrorData(failure);
+}
