@@ -9,7 +9,8 @@ OBJS = \
 	src/counter.o \
 	src/provider.o \
 	src/refresh.o \
-	src/credential.o
+	src/credential.o \
+	src/worker.o
 
 EXTENSION = pg_turnstile
 DATA = \
