@@ -22,7 +22,11 @@ REGRESS = \
 	counter_errors \
 	counter_hot \
 	counter_isolation \
-	counter_security
+	counter_security \
+	credential_api \
+	credential_errors \
+	credential_security \
+	credential_propagation
 REGRESS_OPTS = --inputdir=. --outputdir=.
 
 ISOLATION = \

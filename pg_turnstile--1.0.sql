@@ -133,7 +133,8 @@ COMMENT ON VIEW turnstile.counters IS
 --
 -- Credentials.  A realm is a pool of accounts sharing one login service; its
 -- realm_id (1 .. 32767) goes into the per-user lock tag, so it is kept small
--- and reused after a realm is dropped.  login and validate run as registered_by.
+-- and reused after a realm is dropped.  login and validate run as registered_by,
+-- with the search_path that role had when it registered the realm.
 --
 CREATE TABLE turnstile.realm (
 	realm_id		integer		PRIMARY KEY CHECK (realm_id BETWEEN 1 AND 32767),
@@ -145,7 +146,8 @@ CREATE TABLE turnstile.realm (
 	refresh_ahead	interval	NOT NULL CHECK (refresh_ahead >= interval '0' AND refresh_ahead < ttl),
 	retry_after		interval	NOT NULL CHECK (retry_after >= interval '0'),
 	propagation		text		NOT NULL CHECK (propagation IN ('requires_new', 'required')),
-	registered_by	oid			NOT NULL
+	registered_by	oid			NOT NULL,
+	search_path		text		NOT NULL	-- registered_by's, at realm_set
 );
 
 CREATE TABLE turnstile.credential (
@@ -160,7 +162,7 @@ CREATE TABLE turnstile.credential (
 	failures		integer		NOT NULL DEFAULT 0,
 	last_error		text,
 	last_sqlstate	text,
-	blocked_until	timestamptz,
+	failed_at		timestamptz,	-- blocked until failed_at + the realm's retry_after
 	version			bigint		NOT NULL DEFAULT 1,
 	PRIMARY KEY (realm_id, user_id)
 ) WITH (fillfactor = 80);

@@ -43,6 +43,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "access/transam.h"
+#include "catalog/namespace.h"
 #include "utils/builtins.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
@@ -68,8 +69,11 @@ static TsStatement ts_stmt_lookup = {
 	"       c.validated_at OPERATOR(pg_catalog.+) r.ttl"
 	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
 	"       c.version, c.xmin,"
-	"       c.blocked_until OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
-	"       c.last_error, c.last_sqlstate, c.blocked_until::pg_catalog.text"
+	"       c.failed_at OPERATOR(pg_catalog.+) r.retry_after"
+	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+	"       c.last_error, c.last_sqlstate,"
+	"       (c.failed_at OPERATOR(pg_catalog.+) r.retry_after)::pg_catalog.text,"
+	"       r.search_path"
 	"  FROM turnstile.realm r"
 	"  LEFT JOIN turnstile.credential c"
 	"    ON c.realm_id OPERATOR(pg_catalog.=) r.realm_id"
@@ -90,14 +94,13 @@ static TsStatement ts_stmt_invalidate = {
 /* A failed refresh: counted, kept, and holding off retries ($3 message, $4 SQLSTATE). */
 static TsStatement ts_stmt_record_failure = {
 	"INSERT INTO turnstile.credential AS c"
-	"       (realm_id, user_id, failures, last_error, last_sqlstate, blocked_until)"
-	" SELECT r.realm_id, $2, 1, $3, $4,"
-	"        pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) r.retry_after"
+	"       (realm_id, user_id, failures, last_error, last_sqlstate, failed_at)"
+	" SELECT r.realm_id, $2, 1, $3, $4, pg_catalog.clock_timestamp()"
 	"   FROM turnstile.realm r WHERE r.name OPERATOR(pg_catalog.=) $1"
 	" ON CONFLICT (realm_id, user_id) DO UPDATE"
 	"    SET failures = c.failures OPERATOR(pg_catalog.+) 1,"
 	"        last_error = excluded.last_error, last_sqlstate = excluded.last_sqlstate,"
-	"        blocked_until = excluded.blocked_until,"
+	"        failed_at = excluded.failed_at,"
 	"        version = c.version OPERATOR(pg_catalog.+) 1",
 	4, {TEXTOID, INT8OID, TEXTOID, TEXTOID}
 };
@@ -117,18 +120,19 @@ static TsStatement ts_stmt_free_realm_id = {
 static TsStatement ts_stmt_realm_update = {
 	"UPDATE turnstile.realm"
 	"   SET login = $2, validate = $3, ttl = $4, refresh_ahead = $5,"
-	"       retry_after = $6, propagation = $7, registered_by = $8"
+	"       retry_after = $6, propagation = $7, registered_by = $8, search_path = $9"
 	" WHERE name OPERATOR(pg_catalog.=) $1",
-	8, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
-	INTERVALOID, TEXTOID, OIDOID}
+	9, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
+	INTERVALOID, TEXTOID, OIDOID, TEXTOID}
 };
 
 static TsStatement ts_stmt_realm_insert = {
 	"INSERT INTO turnstile.realm (name, login, validate, ttl, refresh_ahead,"
-	"                             retry_after, propagation, registered_by, realm_id)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-	9, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
-	INTERVALOID, TEXTOID, OIDOID, INT4OID}
+	"                             retry_after, propagation, registered_by,"
+	"                             search_path, realm_id)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	10, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
+	INTERVALOID, TEXTOID, OIDOID, TEXTOID, INT4OID}
 };
 
 /* the realm's credentials go with it (ON DELETE CASCADE) */
@@ -149,7 +153,8 @@ static TsStatement ts_stmt_list = {
 	"                 OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() THEN 'refresh_due'"
 	"            ELSE 'fresh' END,"
 	"       c.issued_at, c.validated_at, c.validated_at OPERATOR(pg_catalog.+) r.ttl,"
-	"       c.logins, c.validations, c.failures, c.last_error, c.blocked_until"
+	"       c.logins, c.validations, c.failures, c.last_error,"
+	"       c.failed_at OPERATOR(pg_catalog.+) r.retry_after"
 	"  FROM turnstile.credential c"
 	"  JOIN turnstile.realm r ON r.realm_id OPERATOR(pg_catalog.=) c.realm_id"
 	" ORDER BY r.name, c.user_id",
@@ -238,6 +243,7 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	cached->last_error = ts_store_text(session, 0, 14);
 	cached->last_sqlstate = ts_store_text(session, 0, 15);
 	cached->blocked_until = ts_store_text(session, 0, 16);
+	realm->search_path = ts_store_text(session, 0, 17);
 
 	/* only a credential that exists and was not invalidated can be used */
 	if (cached->credential == NULL || cached->invalidated)
@@ -278,7 +284,7 @@ ts_credential_check_recursion(const TsRealm *realm, int64 user_id)
 					(errcode(ERRCODE_INVALID_RECURSION),
 					 errmsg("infinite recursion detected in the refresh of user " INT64_FORMAT " in realm \"%s\"",
 							user_id, realm->name),
-					 errdetail("The realm's login or validate function asked for the credential it is refreshing.")));
+					 errdetail("The realm's login or validate function used the credential it is refreshing.")));
 }
 
 static void
@@ -503,6 +509,7 @@ credential_set(PG_FUNCTION_ARGS)
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
 	ts_policy_release(snapshot);
 
+	ts_credential_check_recursion(&realm, user_id);
 	ts_lock_credential(realm.realm_id, user_id, true, realm_name);
 	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
@@ -539,6 +546,7 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
 	ts_policy_release(snapshot);
 
+	ts_credential_check_recursion(&realm, user_id);
 	ts_lock_credential(realm.realm_id, user_id, true, realm_name);
 	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 	args[0] = Int32GetDatum(realm.realm_id);
@@ -623,8 +631,8 @@ realm_set(PG_FUNCTION_ARGS)
 	Interval   *retry_after = ts_interval_arg(fcinfo, 5, "retry_after");
 	Interval   *zero = palloc0(sizeof(Interval));
 	char	   *propagation;
-	Datum		args[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TsStoreSession session;
 	Snapshot	snapshot;
 	bool		isnull;
@@ -666,6 +674,8 @@ realm_set(PG_FUNCTION_ARGS)
 	args[5] = IntervalPGetDatum(retry_after);
 	args[6] = CStringGetTextDatum(propagation);
 	args[7] = ObjectIdGetDatum(GetUserId());
+	/* the realm's functions will resolve names as the registering role did */
+	args[8] = CStringGetTextDatum(namespace_search_path);
 
 	if (XactReadOnly)
 		ts_require_writable(psprintf("realm \"%s\"", realm_name));
@@ -677,8 +687,8 @@ realm_set(PG_FUNCTION_ARGS)
 	if (ts_store_exec(&ts_stmt_realm_update, args, nulls, snapshot, false) == 0)
 	{
 		ts_store_exec(&ts_stmt_free_realm_id, NULL, NULL, snapshot, false);
-		args[8] = ts_store_value(0, 1, &isnull);
-		if (isnull || DatumGetInt32(args[8]) > TURNSTILE_REALM_ID_MAX)
+		args[9] = ts_store_value(0, 1, &isnull);
+		if (isnull || DatumGetInt32(args[9]) > TURNSTILE_REALM_ID_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("cannot register more than %d realms", TURNSTILE_REALM_ID_MAX)));

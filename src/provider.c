@@ -8,6 +8,12 @@
  * the extension's owner unless that is who registered it.  That role must
  * still be allowed to execute them when they are called.
  *
+ * They also run with the search_path that role had when it registered the
+ * realm, with pg_temp forced last.  Otherwise the caller's search_path, or a
+ * temporary table of the caller's, could put the caller's own objects (a
+ * table with a trigger, say) in the path of code running with the registering
+ * role's rights.
+ *
  * A failure inside them reaches the caller with its own SQLSTATE, detail and
  * hint, a message that says which user and realm it was for, and a context
  * line that says it happened inside the realm's function.  Catching the error
@@ -23,6 +29,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/regproc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -50,7 +57,9 @@ ts_provider_error_context(void *arg)
 }
 
 /*
- * The body of a provider call, run as the realm's registering role.
+ * The body of a provider call, run as the realm's registering role, with the
+ * realm's search_path until the call returns (an error unwinds the setting
+ * with the transaction).
  */
 static void
 ts_provider_invoke(void *arg)
@@ -59,6 +68,12 @@ ts_provider_invoke(void *arg)
 	FmgrInfo	flinfo;
 	LOCAL_FCINFO(fcinfo, 2);
 	int			nargs = call->credential ? 2 : 1;
+	int			guc_nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path",
+							 psprintf("%s, pg_temp", call->realm->search_path),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 
 	fmgr_info(call->function, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, nargs, InvalidOid, NULL, NULL);
@@ -71,6 +86,8 @@ ts_provider_invoke(void *arg)
 	}
 	call->result = FunctionCallInvoke(fcinfo);
 	call->isnull = fcinfo->isnull;
+
+	AtEOXact_GUC(true, guc_nestlevel);
 }
 
 /*

@@ -33,11 +33,12 @@ static TsStatement ts_stmt_revalidated = {
 static TsStatement ts_stmt_replace = {
 	"UPDATE turnstile.credential"
 	"   SET credential = $3, invalidated = false,"
-	"       issued_at = pg_catalog.clock_timestamp(), validated_at = pg_catalog.clock_timestamp(),"
+	"       issued_at = t.now, validated_at = t.now,"
 	"       logins = logins OPERATOR(pg_catalog.+) $4,"
 	"       validations = validations OPERATOR(pg_catalog.+) $5,"
-	"       failures = 0, last_error = NULL, blocked_until = NULL,"
+	"       failures = 0, last_error = NULL, last_sqlstate = NULL, failed_at = NULL,"
 	"       version = version OPERATOR(pg_catalog.+) 1"
+	"  FROM (SELECT pg_catalog.clock_timestamp() AS now) t"
 	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
 	5, {INT4OID, INT8OID, TEXTOID, INT8OID, INT8OID}
 };

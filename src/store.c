@@ -34,7 +34,7 @@
  * The role the tables belong to: the owner of the turnstile schema, which
  * CREATE EXTENSION created together with them.
  */
-static Oid
+Oid
 ts_store_owner(void)
 {
 	Oid			nspid = get_namespace_oid("turnstile", false);

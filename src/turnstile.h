@@ -49,6 +49,7 @@ typedef struct TsRealm
 	Oid			login;
 	Oid			validate;		/* InvalidOid: the realm has none */
 	Oid			registered_by;	/* login and validate run as this role */
+	const char *search_path;	/* ... with this search_path */
 	TsPropagation propagation;
 } TsRealm;
 
@@ -142,6 +143,7 @@ typedef struct TsStoreSession
 	MemoryContext caller_context;	/* where results that outlive SPI go */
 } TsStoreSession;
 
+extern Oid	ts_store_owner(void);
 extern void ts_store_open(TsStoreSession *session);
 extern void ts_store_close(TsStoreSession *session);
 extern int	ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,

@@ -26,7 +26,7 @@
  * caller can never start a second login while a first one is still running:
  * the worker has either committed its result or rolled back.
  *
- * A failed refresh is recorded (failures, last_error, blocked_until) in a
+ * A failed refresh is recorded (failures, last_error, failed_at) in a
  * second transaction of the worker, after the first rolled back, so that the
  * record survives whatever the caller does; callers then get that failure at
  * once until retry_after has passed (credential.c).
@@ -36,6 +36,7 @@
 #include "turnstile.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "libpq/pqformat.h"
 #include "libpq/pqmq.h"
 #include "miscadmin.h"
@@ -47,6 +48,8 @@
 #include "storage/proc.h"
 #include "storage/shm_mq.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -62,7 +65,7 @@ PGDLLEXPORT void ts_refresh_worker_main(Datum main_arg);
 typedef struct TsRefreshRequest
 {
 	Oid			database;
-	Oid			user;			/* the caller's authenticated user */
+	Oid			user;			/* the extension's owner (see below) */
 	int			xact_isolation; /* XACT_* level of the worker's transaction */
 	int64		user_id;
 	char		realm[(TURNSTILE_NAME_MAX_CHARS + 1) * MAX_MULTIBYTE_CHAR_LEN];
@@ -101,11 +104,44 @@ ts_worker_stop(int code, Datum arg)
 }
 
 /*
+ * The deadlock detector cannot see that the caller waits for its worker (the
+ * wait is on a queue, not a lock).  So when the worker is slow, look whether
+ * it is waiting for a lock the caller's transaction holds: a row the caller
+ * changed that the login function wants too, say.  Then neither can finish;
+ * raise a deadlock error, and the cleanup stops the worker.
+ */
+static void
+ts_worker_check_deadlock(BackgroundWorkerHandle *handle, const TsRealm *realm,
+						 int64 user_id)
+{
+	pid_t		pid;
+	ArrayType  *blockers;
+	Datum	   *pids;
+	int			npids;
+
+	if (GetBackgroundWorkerPid(handle, &pid) != BGWH_STARTED)
+		return;
+	blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids,
+													  Int32GetDatum(pid)));
+	deconstruct_array(blockers, INT4OID, sizeof(int32), true, TYPALIGN_INT,
+					  &pids, NULL, &npids);
+	for (int i = 0; i < npids; i++)
+		if (DatumGetInt32(pids[i]) == MyProcPid)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+					 errmsg("deadlock detected while refreshing user " INT64_FORMAT " in realm \"%s\"",
+							user_id, realm->name),
+					 errdetail("The refresh runs in a transaction of its own (propagation \"requires_new\"), and waits for a lock that the calling transaction holds."),
+					 errhint("Do not change what the realm's login or validate function uses earlier in the same transaction, or register the realm with propagation => 'required'.")));
+}
+
+/*
  * Wait for the worker's answer: raise its error, pass its notices on, or
  * return the credential it stored, in the caller's memory context.
  */
 static char *
-ts_worker_receive(shm_mq_handle *mqh, const TsRealm *realm, int64 user_id)
+ts_worker_receive(shm_mq_handle *mqh, BackgroundWorkerHandle *handle,
+				  const TsRealm *realm, int64 user_id)
 {
 	for (;;)
 	{
@@ -113,8 +149,21 @@ ts_worker_receive(shm_mq_handle *mqh, const TsRealm *realm, int64 user_id)
 		void	   *data;
 		StringInfoData msg;
 		char		msgtype;
+		shm_mq_result result = shm_mq_receive(mqh, &nbytes, &data, true);
 
-		if (shm_mq_receive(mqh, &nbytes, &data, false) != SHM_MQ_SUCCESS)
+		if (result == SHM_MQ_WOULD_BLOCK)
+		{
+			int			events = WaitLatch(MyLatch,
+										   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+										   DeadlockTimeout, PG_WAIT_EXTENSION);
+
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (events & WL_TIMEOUT)
+				ts_worker_check_deadlock(handle, realm, user_id);
+			continue;
+		}
+		if (result != SHM_MQ_SUCCESS)
 			ereport(ERROR,
 					(errcode(ERRCODE_OPERATOR_INTERVENTION),
 					 errmsg("refresh of user " INT64_FORMAT " in realm \"%s\" ended without an answer",
@@ -161,7 +210,12 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	seg = dsm_create(TS_WORKER_QUEUE_OFFSET + TS_WORKER_QUEUE_SIZE, 0);
 	request = dsm_segment_address(seg);
 	request->database = MyDatabaseId;
-	request->user = GetAuthenticatedUserId();
+	/*
+	 * Not the caller's role: a role's own settings (ALTER ROLE ... SET) apply
+	 * when a worker connects as it, and the caller must not be able to shape
+	 * the session in which the realm's functions run.
+	 */
+	request->user = ts_store_owner();
 	request->xact_isolation =
 		turnstile_isolation == TURNSTILE_SERIALIZABLE ? XACT_SERIALIZABLE :
 		turnstile_isolation == TURNSTILE_REPEATABLE_READ ? XACT_REPEATABLE_READ :
@@ -195,7 +249,7 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 
 	PG_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
 	{
-		credential = ts_worker_receive(mqh, realm, user_id);
+		credential = ts_worker_receive(mqh, call.handle, realm, user_id);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
 

@@ -1,0 +1,203 @@
+--
+-- propagation: where the refresh runs, and the failure backoff.
+--
+-- 'requires_new' (the default) refreshes in a background worker's own
+-- transaction: what it stores survives the caller's rollback, and a failure
+-- is recorded and holds off new attempts for retry_after.  'required'
+-- refreshes inside the caller's transaction.  Login attempts are counted with
+-- a sequence, which no rollback takes back.
+--
+\set SHOW_CONTEXT never
+
+CREATE SCHEMA prop;
+CREATE SEQUENCE prop.attempts;
+CREATE TABLE prop.token (user_id bigint PRIMARY KEY, token text NOT NULL, n integer NOT NULL);
+CREATE TABLE prop.outage (down boolean NOT NULL);
+INSERT INTO prop.outage VALUES (false);
+-- the isolation level each login ran at
+CREATE TABLE prop.seen (user_id bigint, isolation text);
+
+CREATE FUNCTION prop.login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	issued text;
+BEGIN
+	PERFORM nextval('prop.attempts');
+	INSERT INTO prop.seen VALUES (uid, current_setting('transaction_isolation'));
+	IF (SELECT down FROM prop.outage) THEN
+		RAISE EXCEPTION 'service unavailable' USING ERRCODE = '08006', DETAIL = 'connection refused';
+	END IF;
+	INSERT INTO prop.token AS t VALUES (uid, 'tok-' || uid || '-1', 1)
+		ON CONFLICT (user_id) DO UPDATE
+		SET n = t.n + 1, token = 'tok-' || uid || '-' || (t.n + 1)
+		RETURNING token INTO issued;
+	RETURN issued;
+END $$;
+
+-- a call's outcome, with the time in "next attempt after <time>" masked
+CREATE FUNCTION prop.try_get(uid bigint, realm text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN turnstile.credential_get(uid, realm);
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'after .*$', 'after <time>');
+END $$;
+
+CREATE FUNCTION prop.attempts() RETURNS bigint LANGUAGE sql AS $$
+	SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM prop.attempts
+$$;
+
+-- requires_new is the default
+SELECT turnstile.realm_set('new', 'prop.login(bigint)', retry_after => '1 hour');
+SELECT turnstile.realm_set('req', 'prop.login(bigint)', retry_after => '1 hour',
+						   propagation => 'required');
+SELECT name, propagation FROM turnstile.realm WHERE name IN ('new', 'req') ORDER BY name;
+
+-- a refresh followed by ROLLBACK: requires_new keeps the fresh credential ...
+BEGIN;
+SELECT turnstile.credential_get(1, 'new');
+ROLLBACK;
+SELECT realm, user_id, status, logins FROM turnstile.credential_status WHERE realm = 'new';
+SELECT turnstile.credential_get(1, 'new');		-- the stored one, no new login
+SELECT prop.attempts();
+
+-- ... required throws it away with the transaction
+BEGIN;
+SELECT turnstile.credential_get(1, 'req');
+ROLLBACK;
+SELECT count(*) FROM turnstile.credential_status WHERE realm = 'req';
+SELECT prop.attempts();
+SELECT turnstile.credential_get(1, 'req');		-- logs in again
+SELECT prop.attempts();
+
+-- the worker's transaction runs at the level turnstile.isolation names
+TRUNCATE prop.seen;
+SELECT turnstile.credential_invalidate(1, 'new');
+SELECT turnstile.credential_get(1, 'new');
+SET turnstile.isolation = 'repeatable read';
+SELECT turnstile.credential_invalidate(1, 'new');
+SELECT turnstile.credential_get(1, 'new');
+RESET turnstile.isolation;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SET LOCAL turnstile.isolation = 'serializable';
+SELECT turnstile.credential_invalidate(1, 'new');
+SELECT turnstile.credential_get(1, 'new');
+COMMIT;
+SELECT isolation FROM prop.seen;
+
+-- the caller's own transaction invalidated the credential: the worker could
+-- not write that row before this transaction ends, so the refresh runs here
+-- instead, and rolls back with it
+BEGIN;
+SELECT turnstile.credential_invalidate(2, 'new');
+SELECT turnstile.credential_set(2, 'manual', 'new');
+SELECT turnstile.credential_invalidate(2, 'new');
+SELECT turnstile.credential_get(2, 'new');
+ROLLBACK;
+SELECT count(*) FROM turnstile.credential_status WHERE realm = 'new' AND user_id = 2;
+
+-- a failing login: the error keeps its SQLSTATE, and the failure is recorded
+-- even though the caller's transaction rolls back
+UPDATE prop.outage SET down = true;
+SELECT turnstile.credential_invalidate(1, 'new');
+SELECT prop.attempts() AS attempts_before \gset
+BEGIN;
+SELECT turnstile.credential_get(1, 'new');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT status, failures, last_error, blocked_until > now() AS blocked
+  FROM turnstile.credential_status WHERE realm = 'new' AND user_id = 1;
+SELECT prop.attempts() - :attempts_before AS login_attempts;
+
+-- within retry_after: the recorded failure at once, same SQLSTATE, no login
+SELECT prop.try_get(1, 'new');
+SELECT prop.try_get(1, 'new');
+SELECT prop.attempts() - :attempts_before AS login_attempts;
+
+-- a missing credential fails the same way, and is recorded as 'failed'
+SELECT prop.try_get(3, 'new');
+SELECT prop.try_get(3, 'new');
+SELECT user_id, status, failures FROM turnstile.credential_status
+ WHERE realm = 'new' AND user_id = 3;
+SELECT prop.attempts() - :attempts_before AS login_attempts;
+
+-- while retry_after holds, a credential that is still valid is returned:
+-- age user 4's credential into its refresh-ahead window, fail the refresh
+SELECT turnstile.realm_set('ahead', 'prop.login(bigint)', ttl => '1 hour',
+						   refresh_ahead => '10 minutes', retry_after => '1 hour');
+UPDATE prop.outage SET down = false;
+SELECT turnstile.credential_get(4, 'ahead');
+UPDATE turnstile.credential SET validated_at = validated_at - interval '55 minutes'
+ WHERE user_id = 4;
+UPDATE prop.outage SET down = true;
+SELECT turnstile.credential_get(4, 'ahead');	-- the refresh fails ...
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.credential_get(4, 'ahead');	-- ... then the valid one is returned
+SELECT status, failures FROM turnstile.credential_status WHERE realm = 'ahead';
+
+-- the service is back; once retry_after has passed (here: set to zero, which
+-- applies to failures already recorded), a success clears the failure state
+UPDATE prop.outage SET down = false;
+SELECT turnstile.realm_set('new', 'prop.login(bigint)', retry_after => '0');
+SELECT turnstile.credential_get(1, 'new');
+SELECT turnstile.credential_get(3, 'new');
+SELECT user_id, status, failures, last_error, blocked_until
+  FROM turnstile.credential_status WHERE realm = 'new' ORDER BY user_id;
+SELECT prop.attempts() - :attempts_before AS login_attempts;
+
+-- the failure record lives in the worker's transaction only with
+-- requires_new; with required the whole attempt rolls back
+UPDATE prop.outage SET down = true;
+SELECT turnstile.credential_get(5, 'req');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM turnstile.credential_status WHERE realm = 'req' AND user_id = 5;
+UPDATE prop.outage SET down = false;
+
+-- no refresh worker outlives its call
+SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_turnstile refresh';
+
+SELECT turnstile.realm_drop('new'), turnstile.realm_drop('req'), turnstile.realm_drop('ahead');
+DROP SCHEMA prop CASCADE;
+
+--
+-- A login that needs a row the calling transaction has locked: the refresh
+-- worker would wait for the caller, and the caller for the worker.  The
+-- caller notices and raises a deadlock error (40P01) instead of hanging.
+--
+CREATE TABLE public.prop_account (user_id bigint PRIMARY KEY, logins integer NOT NULL);
+INSERT INTO public.prop_account VALUES (9, 0);
+CREATE FUNCTION public.prop_counting_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE prop_account SET logins = logins + 1 WHERE user_id = uid;
+	RETURN 'tok-' || uid;
+END $$;
+SELECT turnstile.realm_set('locked', 'prop_counting_login(bigint)');
+SET deadlock_timeout = '100ms';
+BEGIN;
+UPDATE public.prop_account SET logins = 100 WHERE user_id = 9;
+SELECT turnstile.credential_get(9, 'locked');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET deadlock_timeout;
+SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_turnstile refresh';
+SELECT turnstile.credential_get(9, 'locked');	-- without the conflicting lock
+SELECT logins FROM public.prop_account;
+
+--
+-- A login that writes the credential it is producing (credential_set for its
+-- own user) would wait for the user's lock its caller holds: refused at once.
+--
+CREATE FUNCTION public.prop_selfish_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM turnstile.credential_set(uid, 'sneaky', 'selfish');
+	RETURN 'tok-' || uid;
+END $$;
+SELECT turnstile.realm_set('selfish', 'prop_selfish_login(bigint)');
+SELECT turnstile.credential_get(1, 'selfish');
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.realm_set('selfish', 'prop_selfish_login(bigint)', propagation => 'required');
+SELECT turnstile.credential_get(2, 'selfish');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM turnstile.credential_status WHERE realm = 'selfish' AND status <> 'failed';
+
+SELECT turnstile.realm_drop('locked'), turnstile.realm_drop('selfish');
+DROP FUNCTION public.prop_counting_login(bigint), public.prop_selfish_login(bigint);
+DROP TABLE public.prop_account;

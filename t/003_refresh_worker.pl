@@ -1,0 +1,116 @@
+# propagation = 'requires_new': the refresh runs in a background worker while
+# the caller waits.  Whatever happens to either side, no worker is left
+# running, the user's lock is free afterwards, nothing half-written remains,
+# and the next caller succeeds:
+#   - the caller is terminated while its refresh runs;
+#   - the caller is cancelled while its refresh runs;
+#   - the worker is terminated while the caller waits;
+#   - no worker slot is free (53000, with a hint).
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('worker');
+$node->init;
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->start;
+
+# A login service that takes as long as svc_delay says, and counts its
+# attempts in a sequence (which no rollback takes back).
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pg_turnstile;
+	CREATE SEQUENCE attempts;
+	CREATE TABLE svc_delay (seconds float8 NOT NULL);
+	INSERT INTO svc_delay VALUES (60);
+	CREATE FUNCTION svc_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM nextval('attempts');
+		PERFORM pg_sleep((SELECT seconds FROM svc_delay));
+		RETURN 'tok-' || uid || '-' || currval('attempts');
+	END $$;
+	SELECT turnstile.realm_set('w', 'svc_login(bigint)');
+});
+
+my $refreshing = q{(SELECT count(*) FROM pg_stat_activity
+				    WHERE backend_type = 'pg_turnstile refresh')};
+
+# Start a caller whose refresh will hang in the slow login, and wait until
+# its worker is running.  Returns the session and the caller's pid.
+sub start_stuck_caller
+{
+	my ($user_id) = @_;
+	my $caller = $node->background_psql('postgres', on_error_stop => 0);
+	my $pid = $caller->query_safe('SELECT pg_backend_pid()');
+	$caller->query_until(qr/started/, qq{
+		\\echo started
+		SELECT turnstile.credential_get($user_id, 'w');
+	});
+	$node->poll_query_until('postgres', "SELECT $refreshing = 1")
+	  or die 'the refresh worker did not start';
+	return ($caller, $pid);
+}
+
+# After an interruption: no worker, no lock, nothing stored for the user,
+# and a new caller gets a credential.
+sub check_clean_after
+{
+	my ($user_id, $what) = @_;
+	ok($node->poll_query_until('postgres', "SELECT $refreshing = 0"),
+		"$what: no refresh worker left running");
+	ok($node->poll_query_until('postgres',
+			'SELECT count(*) = 0 FROM turnstile.locks'),
+		"$what: the user's lock is free");
+	is($node->safe_psql('postgres', qq{
+			SELECT count(*) FROM turnstile.credential_status
+			 WHERE realm = 'w' AND user_id = $user_id AND status <> 'missing'}),
+		'0', "$what: nothing half-written");
+	$node->safe_psql('postgres', 'UPDATE svc_delay SET seconds = 0');
+	like($node->safe_psql('postgres', "SELECT turnstile.credential_get($user_id, 'w')"),
+		qr/^tok-$user_id-/, "$what: the next caller succeeds");
+	$node->safe_psql('postgres', 'UPDATE svc_delay SET seconds = 60');
+}
+
+# 1. the caller is terminated
+my ($caller, $pid) = start_stuck_caller(1);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$caller->quit;
+check_clean_after(1, 'caller terminated');
+
+# 2. the caller is cancelled
+($caller, $pid) = start_stuck_caller(2);
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+$caller->quit;
+like($caller->{stderr}, qr/canceling statement due to user request/,
+	'caller cancelled: it gets the cancel');
+check_clean_after(2, 'caller cancelled');
+
+# 3. the worker is terminated while its caller waits
+($caller, $pid) = start_stuck_caller(3);
+$node->safe_psql('postgres', qq{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	 WHERE backend_type = 'pg_turnstile refresh'});
+$caller->quit;
+like($caller->{stderr},
+	qr/ERROR:  terminating background worker "pg_turnstile refresh" due to administrator command\n.*\nlogin function svc_login\(bigint\) of realm "w", for user 3/s,
+	'worker terminated: the caller gets a clear error');
+check_clean_after(3, 'worker terminated');
+
+# 4. no background worker slot is free
+$node->append_conf('postgresql.conf',
+	"max_worker_processes = 0\nmax_logical_replication_workers = 0\n");
+$node->restart;
+$node->safe_psql('postgres', 'UPDATE svc_delay SET seconds = 0');
+my ($ret, $stdout, $stderr) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT turnstile.credential_get(4, 'w');");
+like($stderr, qr/ERROR:  53000: no background worker slot free to refresh user 4 in realm "w"/,
+	'no worker slot: 53000');
+like($stderr, qr/HINT:  Raise max_worker_processes/, 'no worker slot: the hint names the setting');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM turnstile.locks'), '0',
+	'no worker slot: the lock is free');
+
+$node->stop;
+done_testing();
