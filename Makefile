@@ -10,6 +10,7 @@ OBJS = \
 	src/provider.o \
 	src/refresh.o \
 	src/credential.o \
+	src/fastpath.o \
 	src/worker.o
 
 EXTENSION = pg_turnstile

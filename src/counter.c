@@ -19,14 +19,12 @@
  * before waiting.
  *
  * Hot counters.  An increment needs to know how many slots a counter has
- * before it can choose its locks.  Each backend remembers the slot counts of
- * the counters it has touched (a bounded cache keyed by lock key) and looks
- * up a counter it does not know with one index probe before locking.  A
- * stale entry is harmless: a hot counter taken for plain is incremented
- * under its ExclusiveLock, which is correct, only not concurrent; a plain
- * counter taken for hot has no row for the chosen slot, and the increment
- * falls back to the exclusive path.  Either way the answer corrects the
- * cache.
+ * before it can choose its locks, so it first reads the counter's slot 0 row
+ * without a lock (one index probe, fastpath.c).  Between that read and the
+ * lock the counter may be dropped and created again with another slot
+ * count; then the update finds no row for its slot, or updates slot 0 of a
+ * counter that has become hot, and both cases are handled: the first by the
+ * exclusive path, the second by adding the other slots to the result.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,8 +37,6 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(counter_create);
@@ -106,6 +102,25 @@ static TsStatement ts_stmt_add = {
 	5, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID}
 };
 
+/* The same for a counter taken for plain: no sum, but say how many slots. */
+static TsStatement ts_stmt_add_one = {
+	"UPDATE turnstile.counter_slot"
+	"   SET value = value OPERATOR(pg_catalog.+) $3,"
+	"       version = version OPERATOR(pg_catalog.+) 1,"
+	"       updated_at = pg_catalog.clock_timestamp()"
+	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
+	"   AND value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
+	" RETURNING value, slots, NULL::pg_catalog.numeric",
+	5, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID}
+};
+
+/* The sum of a hot counter's other slots than $2. */
+static TsStatement ts_stmt_others = {
+	"SELECT pg_catalog.sum(value) FROM turnstile.counter_slot"
+	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.<>) $2",
+	2, {TEXTOID, INT4OID}
+};
+
 /* Create a counter with value $2 in slot 0 and $3 slots. */
 static TsStatement ts_stmt_insert = {
 	"INSERT INTO turnstile.counter_slot"
@@ -134,12 +149,6 @@ static TsStatement ts_stmt_set = {
 	2, {TEXTOID, INT8OID}
 };
 
-static TsStatement ts_stmt_slots = {
-	"SELECT slots FROM turnstile.counter_slot"
-	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) 0",
-	1, {TEXTOID}
-};
-
 static TsStatement ts_stmt_delete = {
 	"DELETE FROM turnstile.counter_slot WHERE name OPERATOR(pg_catalog.=) $1",
 	1, {TEXTOID}
@@ -157,95 +166,6 @@ static TsStatement ts_stmt_list = {
 	" GROUP BY name ORDER BY name",
 	0, {InvalidOid}
 };
-
-/*
- * The slot counts of the counters this backend has touched, keyed by lock
- * key.  It lives as long as the backend, in TopMemoryContext because it must
- * outlive transactions; it is emptied when it reaches its cap, so it cannot
- * grow with the number of counters a long-lived backend touches.
- */
-#define TS_SLOTS_CACHE_CAP 8192
-
-typedef struct TsSlotsEntry
-{
-	uint64		key;
-	int32		slots;
-} TsSlotsEntry;
-
-static HTAB *ts_slots_cache = NULL;
-
-/* The remembered slot count of a counter, or 0 if unknown. */
-static int
-ts_slots_cached(uint64 key)
-{
-	TsSlotsEntry *entry;
-
-	if (ts_slots_cache == NULL)
-		return 0;
-	entry = hash_search(ts_slots_cache, &key, HASH_FIND, NULL);
-	return entry ? entry->slots : 0;
-}
-
-/* Remember a counter's slot count; 0 forgets it (the counter is gone). */
-static void
-ts_slots_remember(uint64 key, int slots)
-{
-	TsSlotsEntry *entry;
-
-	if (slots == 0)
-	{
-		if (ts_slots_cache != NULL)
-			hash_search(ts_slots_cache, &key, HASH_REMOVE, NULL);
-		return;
-	}
-
-	if (ts_slots_cache != NULL &&
-		hash_get_num_entries(ts_slots_cache) >= TS_SLOTS_CACHE_CAP)
-	{
-		hash_destroy(ts_slots_cache);
-		ts_slots_cache = NULL;
-	}
-	if (ts_slots_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(TsSlotsEntry);
-		ctl.hcxt = TopMemoryContext;
-		ts_slots_cache = hash_create("turnstile counter slots", 256, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = hash_search(ts_slots_cache, &key, HASH_ENTER, NULL);
-	entry->slots = slots;
-}
-
-/*
- * The slot count of a counter, from the cache or else from its slot 0 row
- * read without a lock (1 when the counter does not exist yet: it will be
- * created plain).  Runs inside a store session.
- */
-static int
-ts_counter_slots(const TsCounter *counter)
-{
-	int			slots = ts_slots_cached(counter->key);
-
-	if (slots == 0)
-	{
-		Datum		args[1] = {CStringGetTextDatum(counter->name)};
-		Snapshot	snapshot = ts_latest_snapshot();
-
-		slots = 1;
-		if (ts_store_exec(&ts_stmt_slots, args, NULL, snapshot, true) == 1)
-		{
-			bool		isnull;
-
-			slots = DatumGetInt32(ts_store_value(0, 1, &isnull));
-			ts_slots_remember(counter->key, slots);
-		}
-		ts_policy_release(snapshot);
-	}
-	return slots;
-}
 
 /*
  * Read the name argument and compute its key.
@@ -417,7 +337,6 @@ ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
 	if (pg_add_s64_overflow(ts_counter_value(counter, &state), delta, &result))
 		ts_report_overflow(counter, state.value, delta);
 	ts_counter_write(counter, snapshot, &state, result);
-	ts_slots_remember(counter->key, state.exists ? state.slots : 1);
 
 	ts_policy_release(snapshot);
 	return result;
@@ -434,7 +353,7 @@ static int64
 ts_counter_add(const TsCounter *counter, int64 delta)
 {
 	int			slots;
-	int			slot;
+	int			slot = 0;
 	Snapshot	snapshot;
 	Datum		args[5];
 	int64		result;
@@ -445,14 +364,13 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 		ts_require_writable(psprintf("counter \"%s\"", counter->name));
 	ts_policy_check_level();
 	ts_store_open(&session);
-	slots = ts_counter_slots(counter);
+
+	/* choose the locks (see the header comment on hot counters) */
+	slots = ts_counter_slots_peek(counter->name);
 	if (slots > 1)
 		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
 	else
-	{
 		ts_lock_counter(counter->key, ExclusiveLock, counter->name);
-		slot = 0;
-	}
 
 	snapshot = ts_policy_snapshot();
 	ts_counter_check_unchanged(counter, snapshot);
@@ -464,12 +382,18 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	args[3] = Int64GetDatum(delta < 0 ? PG_INT64_MIN - delta : PG_INT64_MIN);
 	args[4] = Int64GetDatum(delta > 0 ? PG_INT64_MAX - delta : PG_INT64_MAX);
 
-	if (ts_store_exec(&ts_stmt_add, args, NULL, snapshot, false) == 1)
+	if (ts_store_exec(slots > 1 ? &ts_stmt_add : &ts_stmt_add_one,
+					  args, NULL, snapshot, false) == 1)
 	{
 		bool		isnull;
 		int64		slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
 		int32		actual_slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
 		Datum		others = ts_store_value(0, 3, &isnull);
+
+		/* a hot counter taken for plain: its other slots are still to add */
+		if (isnull && actual_slots > 1)
+			others = ts_store_exec(&ts_stmt_others, args, NULL, snapshot, false) == 1 ?
+				ts_store_value(0, 1, &isnull) : (Datum) 0;
 
 		result = slot_value;
 		if (!isnull)
@@ -479,8 +403,6 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 			if (pg_add_s64_overflow(slot_value, others_sum, &result))
 				ts_report_overflow(counter, (slot_value - delta) + others_sum, delta);
 		}
-		if (actual_slots != slots)
-			ts_slots_remember(counter->key, actual_slots);
 		done = true;
 	}
 	ts_policy_release(snapshot);
@@ -522,7 +444,6 @@ counter_create(PG_FUNCTION_ARGS)
 	{
 		ts_counter_insert(&counter, snapshot, initial, slots);
 		state.value = initial;
-		ts_slots_remember(counter.key, slots);
 	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
@@ -735,7 +656,6 @@ counter_drop(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
-	ts_slots_remember(counter.key, 0);
 	PG_RETURN_BOOL(rows > 0);
 }
 

@@ -21,10 +21,15 @@
  * caller still holding a stale state refreshes (refresh.c): validate the old
  * credential if the realm can, else log in.
  *
- * The lock is transaction-scoped, so it is released at commit or abort and
- * never outlives its transaction.  With "required" propagation the refresh
- * is part of the caller's transaction, so the lock must last as long: a
- * waiter may only look once the refresher's writes are committed (or gone).
+ * The lock is transaction-scoped, so it never outlives its transaction.  How
+ * long it is held depends on what was done under it.  A waiter that finds
+ * the work done did nothing, and releases the lock it took at once, so the
+ * next waiter need not wait for the end of its transaction.  With
+ * "requires_new" the refresher's work is committed by its worker before the
+ * call returns, so it releases the lock then too.  With "required" the
+ * refresh is part of the caller's transaction, and the lock must last as
+ * long: a waiter may only look once the refresher's writes are committed
+ * (or gone).
  *
  * A realm's login function that asks for the credential of the very user it
  * is logging in would find the lock already held by its own transaction and
@@ -375,6 +380,11 @@ credential_get(PG_FUNCTION_ARGS)
 	TsStoreSession session;
 	char	   *credential;
 	TsLockResult lock = TS_LOCK_NOT_AVAILABLE;
+	text	   *fresh = ts_credential_fresh_hit(realm_name, user_id);
+
+	/* step 1, the common case, by direct index access (fastpath.c) */
+	if (fresh)
+		PG_RETURN_TEXT_P(fresh);
 
 	ts_store_open(&session);
 
@@ -394,7 +404,8 @@ credential_get(PG_FUNCTION_ARGS)
 		 * failed refresh nobody tries before retry_after: use what is valid.
 		 */
 		if (!XactReadOnly && !cached.blocked)
-			lock = ts_lock_credential(realm.realm_id, user_id, false, realm_name);
+			lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, false,
+									  realm_name);
 		if (lock == TS_LOCK_NOT_AVAILABLE)
 		{
 			ts_store_close(&session);
@@ -408,15 +419,23 @@ credential_get(PG_FUNCTION_ARGS)
 
 	/* step 3: under the lock, whoever refreshed before us has committed */
 	if (lock == TS_LOCK_NOT_AVAILABLE)
-		lock = ts_lock_credential(realm.realm_id, user_id, true, realm_name);
+		lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, true,
+								  realm_name);
 	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 
-	if (cached.fresh)
+	if (cached.fresh || cached.blocked)
+	{
+		/*
+		 * Someone else refreshed (or failed to): nothing is done under the
+		 * lock, so a lock this call took goes at once, and the next waiter
+		 * need not wait for the end of our transaction.
+		 */
+		if (lock == TS_LOCK_ACQUIRED)
+			ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
+		if (cached.blocked && !cached.usable)
+			ts_credential_raise_recorded_failure(&realm, user_id, &cached);
 		credential = cached.credential;
-	else if (cached.blocked && cached.usable)
-		credential = cached.credential;
-	else if (cached.blocked)
-		ts_credential_raise_recorded_failure(&realm, user_id, &cached);
+	}
 	else
 	{
 		credential = MemoryContextStrdup(session.caller_context,
@@ -430,7 +449,7 @@ credential_get(PG_FUNCTION_ARGS)
 		 */
 		if (realm.propagation == TURNSTILE_REQUIRES_NEW && !cached.changed_here &&
 			lock == TS_LOCK_ACQUIRED)
-			ts_unlock_credential(realm.realm_id, user_id);
+			ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
 	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
@@ -510,7 +529,7 @@ credential_set(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 
 	ts_credential_check_recursion(&realm, user_id);
-	ts_lock_credential(realm.realm_id, user_id, true, realm_name);
+	ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, true, realm_name);
 	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
 	ts_policy_release(snapshot);
@@ -547,7 +566,7 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 
 	ts_credential_check_recursion(&realm, user_id);
-	ts_lock_credential(realm.realm_id, user_id, true, realm_name);
+	ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, true, realm_name);
 	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
 	args[0] = Int32GetDatum(realm.realm_id);
 	args[1] = Int64GetDatum(user_id);

@@ -199,10 +199,13 @@ ts_credential_locktag(LOCKTAG *tag, int realm_id, int64 user_id)
 /*
  * Lock one user's credential in a realm until the end of the transaction, or
  * with wait = false, only try.  Says whether this call took the lock, or this
- * transaction already held it.
+ * transaction already held it.  Refreshers and writers take ExclusiveLock;
+ * callers that only wait for a refresher to finish take ShareLock, so that
+ * they all wake at once when it ends.
  */
 TsLockResult
-ts_lock_credential(int realm_id, int64 user_id, bool wait, const char *realm)
+ts_lock_credential(int realm_id, int64 user_id, LOCKMODE mode, bool wait,
+				   const char *realm)
 {
 	LOCKTAG		tag;
 	TsLockTarget target = {.realm = realm,.user_id = user_id};
@@ -210,9 +213,9 @@ ts_lock_credential(int realm_id, int64 user_id, bool wait, const char *realm)
 
 	ts_credential_locktag(&tag, realm_id, user_id);
 	if (wait)
-		result = ts_lock_wait(&tag, ExclusiveLock, &target);
+		result = ts_lock_wait(&tag, mode, &target);
 	else
-		result = LockAcquire(&tag, ExclusiveLock, false, true);
+		result = LockAcquire(&tag, mode, false, true);
 
 	switch (result)
 	{
@@ -226,16 +229,16 @@ ts_lock_credential(int realm_id, int64 user_id, bool wait, const char *realm)
 }
 
 /*
- * Release a user's lock before the end of the transaction: only for a lock
- * this call took, and only once what it protected is committed elsewhere.
+ * Release a user's lock before the end of the transaction: only a lock this
+ * call took, and only once nothing it protected can still roll back.
  */
 void
-ts_unlock_credential(int realm_id, int64 user_id)
+ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode)
 {
 	LOCKTAG		tag;
 
 	ts_credential_locktag(&tag, realm_id, user_id);
-	LockRelease(&tag, ExclusiveLock, false);
+	LockRelease(&tag, mode, false);
 }
 
 /*

@@ -28,25 +28,45 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/syscache.h"
 
 /*
  * The role the tables belong to: the owner of the turnstile schema, which
- * CREATE EXTENSION created together with them.
+ * CREATE EXTENSION created together with them.  Every call needs it, so it is
+ * remembered per backend and forgotten when any schema changes (ALTER
+ * EXTENSION ... OWNER, DROP and CREATE EXTENSION).
  */
+static Oid	ts_owner_cached = InvalidOid;
+static bool ts_owner_callback_registered = false;
+
+static void
+ts_store_forget_owner(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ts_owner_cached = InvalidOid;
+}
+
 Oid
 ts_store_owner(void)
 {
-	Oid			nspid = get_namespace_oid("turnstile", false);
+	Oid			nspid;
 	HeapTuple	tuple;
-	Oid			owner;
 
+	if (OidIsValid(ts_owner_cached))
+		return ts_owner_cached;
+
+	if (!ts_owner_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, ts_store_forget_owner, (Datum) 0);
+		ts_owner_callback_registered = true;
+	}
+	nspid = get_namespace_oid("turnstile", false);
 	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for schema %u", nspid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ts_owner_cached = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
 	ReleaseSysCache(tuple);
-	return owner;
+	return ts_owner_cached;
 }
 
 /*

@@ -93,9 +93,9 @@ typedef enum TsLockResult
 	TS_LOCK_ALREADY_HELD		/* by this transaction, before this call */
 } TsLockResult;
 
-extern TsLockResult ts_lock_credential(int realm_id, int64 user_id, bool wait,
-									   const char *realm);
-extern void ts_unlock_credential(int realm_id, int64 user_id);
+extern TsLockResult ts_lock_credential(int realm_id, int64 user_id, LOCKMODE mode,
+									   bool wait, const char *realm);
+extern void ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode);
 extern void ts_lock_realm_registry(void);
 
 /* snapshot.c */
@@ -115,6 +115,10 @@ extern char *ts_refresh(const TsRealm *realm, int64 user_id,
 						const TsCredential *cached, Snapshot snapshot);
 extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
 							  const TsCredential *cached, Snapshot snapshot);
+
+/* fastpath.c */
+extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
+extern int	ts_counter_slots_peek(const char *name);
 
 /* worker.c */
 extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);

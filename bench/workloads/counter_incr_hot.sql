@@ -1,0 +1,2 @@
+-- turnstile: increment the one hot counter (16 slots)
+SELECT turnstile.counter_incr('hot');

@@ -1,0 +1,250 @@
+/*-------------------------------------------------------------------------
+ *
+ * fastpath.c
+ *	  Reads on the hot paths, by direct index access.
+ *
+ * Two reads happen on almost every call and are worth doing without SPI:
+ *
+ * - the fresh credential hit.  Most credential_get calls find a fresh
+ *   credential and return it without a lock.  Through SPI that is a whole
+ *   query per call, with executor start-up and a join; here it is two index
+ *   lookups: the realm by name, then the user's credential by primary key,
+ *   both with the snapshot the isolation policy names.  Anything that is not
+ *   a fresh hit (no realm, no credential, invalidated, expired, inside the
+ *   refresh-ahead window) goes to the full path in credential.c, which
+ *   decides again with SPI; so this file only has to be right about
+ *   "fresh", never about what to do otherwise.
+ *
+ * - a counter's slot count, which an increment needs before it can choose
+ *   its locks: one probe of the counter's slot 0 row.
+ *
+ * The relation and index OIDs are looked up once per backend and forgotten
+ * on any relcache invalidation of them (DROP EXTENSION, a rewrite).  The
+ * tables are the extension's own, reached without permission checks in the
+ * same way as the store reaches them as their owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+/* The relations the fast path reads, and the columns it needs. */
+typedef struct TsFastRels
+{
+	Oid			realm;
+	Oid			realm_by_name;	/* unique index on realm(name) */
+	Oid			credential;
+	Oid			credential_by_key;	/* primary key (realm_id, user_id) */
+	Oid			counter_slot;
+	Oid			counter_slot_by_key;	/* primary key (name, slot) */
+	AttrNumber	realm_id;
+	AttrNumber	realm_ttl;
+	AttrNumber	realm_refresh_ahead;
+	AttrNumber	cred_credential;
+	AttrNumber	cred_invalidated;
+	AttrNumber	cred_validated_at;
+	AttrNumber	counter_slots;
+} TsFastRels;
+
+static TsFastRels ts_rels;
+static bool ts_rels_valid = false;
+static bool ts_rels_callback_registered = false;
+
+static void
+ts_fastpath_forget(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == ts_rels.realm || relid == ts_rels.credential ||
+		relid == ts_rels.realm_by_name || relid == ts_rels.credential_by_key ||
+		relid == ts_rels.counter_slot || relid == ts_rels.counter_slot_by_key)
+		ts_rels_valid = false;
+}
+
+static Oid
+ts_fastpath_relid(const char *name, Oid nspid)
+{
+	Oid			relid = get_relname_relid(name, nspid);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "pg_turnstile relation turnstile.%s is missing", name);
+	return relid;
+}
+
+static void
+ts_fastpath_lookup_rels(void)
+{
+	Oid			nspid;
+
+	if (ts_rels_valid)
+		return;
+	if (!ts_rels_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(ts_fastpath_forget, (Datum) 0);
+		ts_rels_callback_registered = true;
+	}
+	nspid = get_namespace_oid("turnstile", false);
+	ts_rels.realm = ts_fastpath_relid("realm", nspid);
+	ts_rels.realm_by_name = ts_fastpath_relid("realm_name_key", nspid);
+	ts_rels.credential = ts_fastpath_relid("credential", nspid);
+	ts_rels.credential_by_key = ts_fastpath_relid("credential_pkey", nspid);
+	ts_rels.counter_slot = ts_fastpath_relid("counter_slot", nspid);
+	ts_rels.counter_slot_by_key = ts_fastpath_relid("counter_slot_pkey", nspid);
+	ts_rels.realm_id = get_attnum(ts_rels.realm, "realm_id");
+	ts_rels.realm_ttl = get_attnum(ts_rels.realm, "ttl");
+	ts_rels.realm_refresh_ahead = get_attnum(ts_rels.realm, "refresh_ahead");
+	ts_rels.cred_credential = get_attnum(ts_rels.credential, "credential");
+	ts_rels.cred_invalidated = get_attnum(ts_rels.credential, "invalidated");
+	ts_rels.cred_validated_at = get_attnum(ts_rels.credential, "validated_at");
+	ts_rels.counter_slots = get_attnum(ts_rels.counter_slot, "slots");
+	ts_rels_valid = true;
+}
+
+/*
+ * Fetch the one row of a unique index lookup into slot; false if none.
+ */
+static bool
+ts_fastpath_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
+				  Snapshot snapshot, TupleTableSlot *slot)
+{
+	Relation	index = index_open(indexid, AccessShareLock);
+	IndexScanDesc scan;
+	bool		found;
+
+	for (int i = 0; i < nkeys; i++)
+		keys[i].sk_collation = index->rd_indcollation[i];
+	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		slot_getallattrs(slot);
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * Look a realm up by name: its id, ttl and refresh_ahead (copied, since the
+ * tuple goes with its buffer pin).  False if there is no such realm.
+ */
+static bool
+ts_fastpath_realm(const char *realm_name, Snapshot snapshot, int32 *realm_id,
+				  Interval **ttl, Interval **refresh_ahead)
+{
+	Relation	realm = table_open(ts_rels.realm, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(realm, NULL);
+	ScanKeyData key;
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(realm_name));
+	found = ts_fastpath_fetch(realm, ts_rels.realm_by_name, &key, 1, snapshot, slot);
+	if (found)
+	{
+		*realm_id = DatumGetInt32(slot->tts_values[ts_rels.realm_id - 1]);
+		*ttl = DatumGetIntervalP(datumCopy(slot->tts_values[ts_rels.realm_ttl - 1],
+										   false, sizeof(Interval)));
+		*refresh_ahead =
+			DatumGetIntervalP(datumCopy(slot->tts_values[ts_rels.realm_refresh_ahead - 1],
+										false, sizeof(Interval)));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(realm, AccessShareLock);
+	return found;
+}
+
+/*
+ * A user's credential in a realm if it is valid and fresh, else NULL.
+ */
+static text *
+ts_fastpath_credential(int32 realm_id, int64 user_id, Interval *ttl,
+					   Interval *refresh_ahead, Snapshot snapshot)
+{
+	Relation	credential = table_open(ts_rels.credential, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(credential, NULL);
+	ScanKeyData keys[2];
+	text	   *result = NULL;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
+	if (ts_fastpath_fetch(credential, ts_rels.credential_by_key, keys, 2, snapshot, slot) &&
+		!slot->tts_isnull[ts_rels.cred_credential - 1] &&
+		!DatumGetBool(slot->tts_values[ts_rels.cred_invalidated - 1]) &&
+		!slot->tts_isnull[ts_rels.cred_validated_at - 1])
+	{
+		/* fresh while validated_at + ttl - refresh_ahead is still ahead */
+		Datum		fresh_until;
+
+		fresh_until = DirectFunctionCall2(timestamptz_pl_interval,
+										  slot->tts_values[ts_rels.cred_validated_at - 1],
+										  IntervalPGetDatum(ttl));
+		fresh_until = DirectFunctionCall2(timestamptz_mi_interval, fresh_until,
+										  IntervalPGetDatum(refresh_ahead));
+		if (DatumGetTimestampTz(fresh_until) > GetCurrentTimestamp())
+			result = DatumGetTextPCopy(slot->tts_values[ts_rels.cred_credential - 1]);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(credential, AccessShareLock);
+	return result;
+}
+
+/*
+ * The user's credential if it is fresh (valid and before its refresh-ahead
+ * window) as the policy's snapshot shows it, or NULL.
+ */
+text *
+ts_credential_fresh_hit(const char *realm_name, int64 user_id)
+{
+	Snapshot	snapshot;
+	int32		realm_id;
+	Interval   *ttl;
+	Interval   *refresh_ahead;
+	text	   *result = NULL;
+
+	ts_fastpath_lookup_rels();
+	snapshot = ts_policy_snapshot();
+	if (ts_fastpath_realm(realm_name, snapshot, &realm_id, &ttl, &refresh_ahead))
+		result = ts_fastpath_credential(realm_id, user_id, ttl, refresh_ahead, snapshot);
+	ts_policy_release(snapshot);
+	return result;
+}
+
+/*
+ * A counter's slot count as its slot 0 row shows it in the latest committed
+ * state, read without a lock; 1 if the counter does not exist (it will be
+ * created plain).  The caller locks accordingly and then reads again, so a
+ * counter dropped and created anew in between costs a retry, not a mistake.
+ */
+int
+ts_counter_slots_peek(const char *name)
+{
+	Snapshot	snapshot;
+	Relation	rel;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	int			slots = 1;
+
+	ts_fastpath_lookup_rels();
+	snapshot = ts_latest_snapshot();
+	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(0));
+	if (ts_fastpath_fetch(rel, ts_rels.counter_slot_by_key, keys, 2, snapshot, slot))
+		slots = DatumGetInt32(slot->tts_values[ts_rels.counter_slots - 1]);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	ts_policy_release(snapshot);
+	return slots;
+}
