@@ -81,44 +81,18 @@ static TsStatement ts_stmt_read = {
 };
 
 /*
- * Add $3 to slot $2, unless the slot value would leave [$4, $5] (overflow);
- * for a hot counter also sum the other slots, so the caller gets the total.
+ * Add $3 to slot $2, unless the slot value would leave [$4, $5] (overflow).
+ * It says how many slots the counter has, for the caller to add the others.
  */
 static TsStatement ts_stmt_add = {
-	"WITH bumped AS ("
-	" UPDATE turnstile.counter_slot"
-	"    SET value = value OPERATOR(pg_catalog.+) $3,"
-	"        version = version OPERATOR(pg_catalog.+) 1,"
-	"        updated_at = pg_catalog.clock_timestamp()"
-	"  WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
-	"    AND value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
-	" RETURNING value, slots)"
-	" SELECT b.value, b.slots,"
-	"        CASE WHEN b.slots OPERATOR(pg_catalog.>) 1 THEN"
-	"          (SELECT pg_catalog.sum(o.value) FROM turnstile.counter_slot o"
-	"            WHERE o.name OPERATOR(pg_catalog.=) $1"
-	"              AND o.slot OPERATOR(pg_catalog.<>) $2) END"
-	"   FROM bumped b",
-	5, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID}
-};
-
-/* The same for a counter taken for plain: no sum, but say how many slots. */
-static TsStatement ts_stmt_add_one = {
 	"UPDATE turnstile.counter_slot"
 	"   SET value = value OPERATOR(pg_catalog.+) $3,"
 	"       version = version OPERATOR(pg_catalog.+) 1,"
 	"       updated_at = pg_catalog.clock_timestamp()"
 	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
 	"   AND value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
-	" RETURNING value, slots, NULL::pg_catalog.numeric",
+	" RETURNING value, slots",
 	5, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID}
-};
-
-/* The sum of a hot counter's other slots than $2. */
-static TsStatement ts_stmt_others = {
-	"SELECT pg_catalog.sum(value) FROM turnstile.counter_slot"
-	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.<>) $2",
-	2, {TEXTOID, INT4OID}
 };
 
 /* Create a counter with value $2 in slot 0 and $3 slots. */
@@ -382,26 +356,28 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	args[3] = Int64GetDatum(delta < 0 ? PG_INT64_MIN - delta : PG_INT64_MIN);
 	args[4] = Int64GetDatum(delta > 0 ? PG_INT64_MAX - delta : PG_INT64_MAX);
 
-	if (ts_store_exec(slots > 1 ? &ts_stmt_add : &ts_stmt_add_one,
-					  args, NULL, snapshot, false) == 1)
+	if (ts_store_exec(&ts_stmt_add, args, NULL, snapshot, false) == 1)
 	{
 		bool		isnull;
 		int64		slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
 		int32		actual_slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
-		Datum		others = ts_store_value(0, 3, &isnull);
-
-		/* a hot counter taken for plain: its other slots are still to add */
-		if (isnull && actual_slots > 1)
-			others = ts_store_exec(&ts_stmt_others, args, NULL, snapshot, false) == 1 ?
-				ts_store_value(0, 1, &isnull) : (Datum) 0;
 
 		result = slot_value;
-		if (!isnull)
+		if (actual_slots > 1)
 		{
-			int64		others_sum = DatumGetInt64(DirectFunctionCall1(numeric_int8, others));
+			bool		overflowed;
+			int64		others = ts_counter_sum_others(counter->name, slot, snapshot,
+													   &overflowed);
 
-			if (pg_add_s64_overflow(slot_value, others_sum, &result))
-				ts_report_overflow(counter, (slot_value - delta) + others_sum, delta);
+			if (overflowed || pg_add_s64_overflow(slot_value, others, &result))
+			{
+				int64		before;
+
+				/* the counter's value before this increment, if it has one */
+				if (overflowed || pg_add_s64_overflow(slot_value - delta, others, &before))
+					(void) ts_counter_value(counter, &(TsCounterState) {.overflowed = true});
+				ts_report_overflow(counter, before, delta);
+			}
 		}
 		done = true;
 	}

@@ -16,7 +16,10 @@
  *   "fresh", never about what to do otherwise.
  *
  * - a counter's slot count, which an increment needs before it can choose
- *   its locks: one probe of the counter's slot 0 row.
+ *   its locks: one probe of the counter's slot 0 row;
+ *
+ * - the sum of a hot counter's other slots, which its increment adds to its
+ *   own slot's new value to return the counter's total.
  *
  * The relation and index OIDs are looked up once per backend and forgotten
  * on any relcache invalidation of them (DROP EXTENSION, a rewrite).  The
@@ -32,6 +35,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "common/int.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -57,6 +61,8 @@ typedef struct TsFastRels
 	AttrNumber	cred_invalidated;
 	AttrNumber	cred_validated_at;
 	AttrNumber	counter_slots;
+	AttrNumber	counter_slot_no;
+	AttrNumber	counter_value;
 } TsFastRels;
 
 static TsFastRels ts_rels;
@@ -108,6 +114,8 @@ ts_fastpath_lookup_rels(void)
 	ts_rels.cred_invalidated = get_attnum(ts_rels.credential, "invalidated");
 	ts_rels.cred_validated_at = get_attnum(ts_rels.credential, "validated_at");
 	ts_rels.counter_slots = get_attnum(ts_rels.counter_slot, "slots");
+	ts_rels.counter_slot_no = get_attnum(ts_rels.counter_slot, "slot");
+	ts_rels.counter_value = get_attnum(ts_rels.counter_slot, "value");
 	ts_rels_valid = true;
 }
 
@@ -247,4 +255,43 @@ ts_counter_slots_peek(const char *name)
 	table_close(rel, AccessShareLock);
 	ts_policy_release(snapshot);
 	return slots;
+}
+
+/*
+ * The sum of a counter's slots other than except_slot, as the snapshot shows
+ * them; *overflowed says the sum left the bigint range.
+ */
+int64
+ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
+					  bool *overflowed)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	int64		sum = 0;
+
+	ts_fastpath_lookup_rels();
+	*overflowed = false;
+	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+	index = index_open(ts_rels.counter_slot_by_key, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	key.sk_collation = index->rd_indcollation[0];
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		slot_getallattrs(slot);
+		if (DatumGetInt32(slot->tts_values[ts_rels.counter_slot_no - 1]) != except_slot &&
+			pg_add_s64_overflow(sum, DatumGetInt64(slot->tts_values[ts_rels.counter_value - 1]),
+								&sum))
+			*overflowed = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return sum;
 }

@@ -119,6 +119,8 @@ extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
 /* fastpath.c */
 extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
 extern int	ts_counter_slots_peek(const char *name);
+extern int64 ts_counter_sum_others(const char *name, int except_slot,
+								   Snapshot snapshot, bool *overflowed);
 
 /* worker.c */
 extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
