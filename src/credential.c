@@ -14,12 +14,14 @@
  *	2. Refresh ahead: still valid, but inside the window.  Try the user's
  *	   lock without waiting.  Whoever gets it refreshes; everybody else
  *	   returns the still-valid credential at once.
- *	3. Expired, invalidated or missing: wait for the user's lock.
+ *	3. Expired, invalidated or missing: become the refresher by taking the
+ *	   user's exclusive lock, or, if someone holds it, wait for them in share
+ *	   mode (all waiters then wake together).
  *
- * Once a caller holds the lock it reads the state again, because whoever held
+ * Once a caller holds a lock it reads the state again, because whoever held
  * the lock before may have refreshed it: then it simply returns that.  The
- * caller still holding a stale state refreshes (refresh.c): validate the old
- * credential if the realm can, else log in.
+ * caller holding the exclusive lock with a stale state refreshes
+ * (refresh.c): validate the old credential if the realm can, else log in.
  *
  * The lock is transaction-scoped, so it never outlives its transaction.  How
  * long it is held depends on what was done under it.  A waiter that finds
@@ -165,6 +167,9 @@ static TsStatement ts_stmt_list = {
 	" ORDER BY r.name, c.user_id",
 	0, {InvalidOid}
 };
+
+/* How often a waiter may lose the race for the exclusive lock before it queues. */
+#define TS_SHARED_WAIT_ROUNDS 3
 
 /* The refreshes this backend has under way, innermost first. */
 typedef struct TsRefreshInProgress
@@ -417,11 +422,37 @@ credential_get(PG_FUNCTION_ARGS)
 	ts_credential_require_writable(user_id, realm_name);
 	ts_credential_check_recursion(&realm, user_id);
 
-	/* step 3: under the lock, whoever refreshed before us has committed */
-	if (lock == TS_LOCK_NOT_AVAILABLE)
-		lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, true,
-								  realm_name);
-	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
+	/*
+	 * Step 3.  Try to become the refresher; if someone else holds the lock,
+	 * wait for it in share mode, so that when it ends every waiter wakes at
+	 * once and finds its committed result (an exclusive queue would hand the
+	 * lock on one waiter at a time).  The share lock protects nothing but
+	 * the read, so it goes at once.  A waiter that still finds the state
+	 * stale tries again; after a few rounds of losing to other readers it
+	 * queues for the exclusive lock instead, so nobody spins.
+	 */
+	snapshot = InvalidSnapshot;
+	for (int round = 0; lock == TS_LOCK_NOT_AVAILABLE; round++)
+	{
+		TsLockResult share;
+
+		lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock,
+								  round >= TS_SHARED_WAIT_ROUNDS, realm_name);
+		if (lock != TS_LOCK_NOT_AVAILABLE)
+			break;
+		share = ts_lock_credential(realm.realm_id, user_id, ShareLock, true, realm_name);
+		snapshot = ts_credential_read_locked(&session, realm_name, user_id,
+											 &realm, &cached);
+		if (share == TS_LOCK_ACQUIRED)
+			ts_unlock_credential(realm.realm_id, user_id, ShareLock);
+		if (cached.fresh || cached.blocked)
+			break;
+		ts_policy_release(snapshot);
+		snapshot = InvalidSnapshot;
+	}
+	if (snapshot == InvalidSnapshot)
+		snapshot = ts_credential_read_locked(&session, realm_name, user_id,
+											 &realm, &cached);
 
 	if (cached.fresh || cached.blocked)
 	{
