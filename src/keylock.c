@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * keylock.c
- *	  Per-key heavyweight locks: one per counter, one per hot-counter slot.
+ *	  Per-key heavyweight locks: one per counter, one per hot-counter slot,
+ *	  one per (realm, user) credential.
  *
  * Every turnstile key is serialized by a transaction-scoped lock in the
  * regular lock manager, so waits show up in pg_locks, honour lock_timeout,
@@ -25,6 +26,14 @@
  *					one slot it updates.  A compare-and-set therefore waits
  *					until every in-flight increment has committed or aborted,
  *					and holds off new ones until it ends.
+ *
+ * Lock modes on a user's credential:
+ *
+ *	ExclusiveLock	held by the one caller that refreshes the credential, and
+ *					by credential_set and credential_invalidate.
+ *	ShareLock		waited for by callers that found someone refreshing, so
+ *					that all of them wake together when the refresher ends;
+ *					released as soon as they have read the result.
  *
  *-------------------------------------------------------------------------
  */
