@@ -15,7 +15,8 @@ OBJS = \
 
 EXTENSION = pg_turnstile
 DATA = \
-	pg_turnstile--1.0.sql
+	pg_turnstile--1.0.sql \
+	pg_turnstile--1.0--1.1.sql
 PGFILEDESC = "pg_turnstile - exact counters and a serialized credential cache"
 
 REGRESS = \

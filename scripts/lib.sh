@@ -28,6 +28,9 @@
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the scripts need (pgbench and psql come with postgresql-15).
+# The second group is for the tests that run real neighbours: PgBouncer, a
+# backend-terminating background worker, PL/Proxy shards, and the Java and
+# Python example clients.
 PACKAGES=(
 	postgresql-15
 	postgresql-server-dev-15
@@ -38,6 +41,14 @@ PACKAGES=(
 	gcc
 	libc6-dev
 	util-linux
+
+	pgbouncer
+	pg-rage-terminator-15
+	postgresql-15-plproxy
+	libpostgresql-jdbc-java
+	default-jdk-headless
+	python3
+	python3-psycopg2
 )
 
 CLUSTER_STARTED=0
