@@ -167,9 +167,18 @@ CREATE TABLE turnstile.credential (
 	PRIMARY KEY (realm_id, user_id)
 ) WITH (fillfactor = 80);
 
-REVOKE ALL ON turnstile.realm, turnstile.credential FROM PUBLIC;
+-- Who may use a realm's credentials besides its registering role and the
+-- extension's owner (see realm_grant).
+CREATE TABLE turnstile.realm_grant (
+	realm_id		integer		NOT NULL REFERENCES turnstile.realm ON DELETE CASCADE,
+	grantee			oid			NOT NULL,
+	PRIMARY KEY (realm_id, grantee)
+);
+
+REVOKE ALL ON turnstile.realm, turnstile.credential, turnstile.realm_grant FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('turnstile.realm', '');
 SELECT pg_catalog.pg_extension_config_dump('turnstile.credential', '');
+SELECT pg_catalog.pg_extension_config_dump('turnstile.realm_grant', '');
 
 COMMENT ON TABLE turnstile.realm IS
 	'pg_turnstile realms; use realm_set and realm_drop';
@@ -196,6 +205,22 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION turnstile.realm_drop(text) IS
 	'drop a realm and its cached credentials; returns true if it existed';
+
+CREATE FUNCTION turnstile.realm_grant(realm text, grantee regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'realm_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.realm_grant(text, regrole) IS
+	'let a role (and its members) use the credentials of a realm';
+
+CREATE FUNCTION turnstile.realm_revoke(realm text, grantee regrole)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'realm_revoke'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.realm_revoke(text, regrole) IS
+	'take back realm_grant; returns true if the role had been granted the realm';
 
 CREATE FUNCTION turnstile.credential_get(user_id bigint, realm text DEFAULT 'default')
 RETURNS text

@@ -166,6 +166,26 @@ SELECT name, login, validate, registered_by::regrole
 SELECT realm_id AS sec_id FROM turnstile.realm WHERE name = 'regress_cred_sec' \gset
 
 --
+-- A realm's credentials are for the roles it was granted to (realm_grant),
+-- besides its registering role and the extension's owner: before the grant
+-- the application can neither get them (42501) nor see their status.
+--
+SET SESSION AUTHORIZATION regress_cred_app;
+SELECT turnstile.credential_get(1, 'regress_cred_sec');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM turnstile.credential_status WHERE realm = 'regress_cred_sec';
+-- nor grant itself the realm
+SELECT turnstile.realm_grant('regress_cred_sec', 'regress_cred_app');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+SELECT turnstile.realm_grant('regress_cred_sec', 'regress_cred_app');
+SELECT turnstile.realm_grant('regress_cred_sec', 'regress_cred_app');	-- no-op
+SELECT turnstile.realm_grant('regress_cred_none', 'regress_cred_app');
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.realm_grant('regress_cred_sec', NULL);
+\echo :LAST_ERROR_SQLSTATE
+
+--
 -- The application gets a credential: login runs as the owner, in the
 -- application's session, and the application is itself again afterwards.
 --
@@ -203,6 +223,7 @@ SELECT turnstile.realm_set('regress_cred_worker', 'regress_cred_svc.login(bigint
                            'regress_cred_svc.validate(bigint,text)', ttl => '1 hour',
                            propagation => 'requires_new');
 RESET SESSION AUTHORIZATION;
+SELECT turnstile.realm_grant('regress_cred_worker', 'regress_cred_app');
 SET SESSION AUTHORIZATION regress_cred_app;
 SELECT turnstile.credential_get(1, 'regress_cred_worker');
 SELECT current_user, session_user;
@@ -323,6 +344,8 @@ SELECT turnstile.realm_set('regress_cred_pry', 'regress_cred_svc.prying_login(bi
 SELECT turnstile.realm_set('regress_cred_pry_worker', 'regress_cred_svc.prying_login(bigint)',
                            propagation => 'requires_new');
 RESET SESSION AUTHORIZATION;
+SELECT turnstile.realm_grant('regress_cred_pry', 'regress_cred_app'),
+       turnstile.realm_grant('regress_cred_pry_worker', 'regress_cred_app');
 SET SESSION AUTHORIZATION regress_cred_app;
 SELECT turnstile.credential_get(1, 'regress_cred_pry');
 \echo :LAST_ERROR_SQLSTATE
@@ -389,6 +412,8 @@ RESET search_path;
 SELECT name, search_path FROM turnstile.realm WHERE name LIKE 'regress_cred_path%' ORDER BY name;
 
 GRANT EXECUTE ON FUNCTION turnstile.credential_get(bigint, text) TO regress_cred_app;
+SELECT turnstile.realm_grant('regress_cred_path', 'regress_cred_app'),
+       turnstile.realm_grant('regress_cred_path_worker', 'regress_cred_app');
 SET SESSION AUTHORIZATION regress_cred_app;
 CREATE TEMP TABLE journal (user_id bigint, search_path text);
 CREATE TEMP TABLE evidence (ran_as name);
@@ -407,6 +432,24 @@ SELECT count(*) AS rows_in_caller_table FROM pg_temp.journal;
 RESET search_path;
 RESET SESSION AUTHORIZATION;
 SELECT user_id, search_path FROM regress_cred_svc.journal;
+
+--
+-- Taking a realm back: after realm_revoke the application is refused again,
+-- and a role granted nothing sees no credential's status at all.
+--
+SELECT turnstile.realm_revoke('regress_cred_sec', 'regress_cred_app');
+SELECT turnstile.realm_revoke('regress_cred_sec', 'regress_cred_app');
+SET SESSION AUTHORIZATION regress_cred_app;
+SELECT turnstile.credential_get(1, 'regress_cred_sec');
+\echo :LAST_ERROR_SQLSTATE
+SELECT realm, count(*) FROM turnstile.credential_status GROUP BY realm ORDER BY realm;
+RESET SESSION AUTHORIZATION;
+GRANT USAGE ON SCHEMA turnstile TO regress_cred_nobody;
+GRANT EXECUTE ON FUNCTION turnstile.credential_list() TO regress_cred_nobody;
+GRANT SELECT ON turnstile.credential_status TO regress_cred_nobody;
+SET SESSION AUTHORIZATION regress_cred_nobody;
+SELECT count(*) FROM turnstile.credential_status;
+RESET SESSION AUTHORIZATION;
 
 --
 -- Clean up: the realms, the service, and the roles' grants (DROP OWNED).

@@ -58,6 +58,8 @@
 
 PG_FUNCTION_INFO_V1(realm_set);
 PG_FUNCTION_INFO_V1(realm_drop);
+PG_FUNCTION_INFO_V1(realm_grant);
+PG_FUNCTION_INFO_V1(realm_revoke);
 PG_FUNCTION_INFO_V1(credential_get);
 PG_FUNCTION_INFO_V1(credential_set);
 PG_FUNCTION_INFO_V1(credential_invalidate);
@@ -142,7 +144,26 @@ static TsStatement ts_stmt_realm_insert = {
 	INTERVALOID, TEXTOID, OIDOID, TEXTOID, INT4OID}
 };
 
-/* the realm's credentials go with it (ON DELETE CASCADE) */
+static TsStatement ts_stmt_realm_grant = {
+	"INSERT INTO turnstile.realm_grant (realm_id, grantee)"
+	" SELECT realm_id, $2 FROM turnstile.realm WHERE name OPERATOR(pg_catalog.=) $1"
+	" ON CONFLICT DO NOTHING",
+	2, {TEXTOID, OIDOID}
+};
+
+static TsStatement ts_stmt_realm_revoke = {
+	"DELETE FROM turnstile.realm_grant g USING turnstile.realm r"
+	" WHERE r.realm_id OPERATOR(pg_catalog.=) g.realm_id"
+	"   AND r.name OPERATOR(pg_catalog.=) $1 AND g.grantee OPERATOR(pg_catalog.=) $2",
+	2, {TEXTOID, OIDOID}
+};
+
+static TsStatement ts_stmt_realm_exists = {
+	"SELECT FROM turnstile.realm WHERE name OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/* the realm's credentials and grants go with it (ON DELETE CASCADE) */
 static TsStatement ts_stmt_realm_delete = {
 	"DELETE FROM turnstile.realm WHERE name OPERATOR(pg_catalog.=) $1",
 	1, {TEXTOID}
@@ -161,7 +182,8 @@ static TsStatement ts_stmt_list = {
 	"            ELSE 'fresh' END,"
 	"       c.issued_at, c.validated_at, c.validated_at OPERATOR(pg_catalog.+) r.ttl,"
 	"       c.logins, c.validations, c.failures, c.last_error,"
-	"       c.failed_at OPERATOR(pg_catalog.+) r.retry_after"
+	"       c.failed_at OPERATOR(pg_catalog.+) r.retry_after,"
+	"       r.realm_id, r.registered_by"
 	"  FROM turnstile.credential c"
 	"  JOIN turnstile.realm r ON r.realm_id OPERATOR(pg_catalog.=) c.realm_id"
 	" ORDER BY r.name, c.user_id",
@@ -258,6 +280,13 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	/* only a credential that exists and was not invalidated can be used */
 	if (cached->credential == NULL || cached->invalidated)
 		cached->fresh = cached->usable = false;
+
+	if (!ts_realm_accessible(session->saved_userid, realm->realm_id,
+							 realm->registered_by, snapshot))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for realm \"%s\"", realm_name),
+				 errhint("The realm's owner can allow it with turnstile.realm_grant.")));
 }
 
 /*
@@ -775,20 +804,120 @@ realm_drop(PG_FUNCTION_ARGS)
 }
 
 /*
- * credential_list() -> setof credential_state, for turnstile.credential_status
+ * credential_list() -> setof credential_state, for turnstile.credential_status:
+ * the credentials of the realms the caller may use.
  */
 Datum
 credential_list(PG_FUNCTION_ARGS)
 {
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Snapshot	snapshot;
 	TsStoreSession session;
+	int			natts;
+	int			rows;
+	int32		last_realm = 0;
+	bool		last_allowed = false;
 
 	InitMaterializedSRF(fcinfo, 0);
+	natts = rsinfo->setDesc->natts;
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
-	ts_store_materialize(fcinfo, &ts_stmt_list, snapshot);
+	rows = ts_store_exec(&ts_stmt_list, NULL, NULL, snapshot, true);
+	for (int row = 0; row < rows; row++)
+	{
+		Datum		values[16];
+		bool		nulls[16];
+		bool		isnull;
+		int32		realm_id = DatumGetInt32(ts_store_value(row, natts + 1, &isnull));
+
+		/* rows come ordered by realm: check each realm once */
+		if (realm_id != last_realm)
+		{
+			last_realm = realm_id;
+			last_allowed = ts_realm_accessible(session.saved_userid, realm_id,
+											   DatumGetObjectId(ts_store_value(row, natts + 2, &isnull)),
+											   snapshot);
+		}
+		if (!last_allowed)
+			continue;
+		for (int col = 0; col < natts; col++)
+			values[col] = ts_store_value(row, col + 1, &nulls[col]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
 	return (Datum) 0;
+}
+
+/*
+ * Check that a realm exists; raise 42704 naming it if not.  Runs inside a
+ * store session.
+ */
+static void
+ts_realm_require(const char *realm_name, Snapshot snapshot)
+{
+	Datum		args[1] = {CStringGetTextDatum(realm_name)};
+
+	if (ts_store_exec(&ts_stmt_realm_exists, args, NULL, snapshot, true) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("realm \"%s\" does not exist", realm_name)));
+}
+
+/*
+ * realm_grant(realm, grantee) -> void
+ */
+Datum
+realm_grant(PG_FUNCTION_ARGS)
+{
+	char	   *realm_name = ts_realm_arg(fcinfo, 0);
+	Datum		args[2];
+	TsStoreSession session;
+	Snapshot	snapshot;
+
+	ts_require_arg(PG_ARGISNULL(1), "grantee");
+	if (XactReadOnly)
+		ts_require_writable(psprintf("realm \"%s\"", realm_name));
+	args[0] = CStringGetTextDatum(realm_name);
+	args[1] = PG_GETARG_DATUM(1);
+
+	ts_lock_realm_registry();
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_realm_require(realm_name, snapshot);
+	ts_store_exec(&ts_stmt_realm_grant, args, NULL, snapshot, false);
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * realm_revoke(realm, grantee) -> boolean
+ */
+Datum
+realm_revoke(PG_FUNCTION_ARGS)
+{
+	char	   *realm_name = ts_realm_arg(fcinfo, 0);
+	Datum		args[2];
+	TsStoreSession session;
+	Snapshot	snapshot;
+	bool		revoked;
+
+	ts_require_arg(PG_ARGISNULL(1), "grantee");
+	if (XactReadOnly)
+		ts_require_writable(psprintf("realm \"%s\"", realm_name));
+	args[0] = CStringGetTextDatum(realm_name);
+	args[1] = PG_GETARG_DATUM(1);
+
+	ts_lock_realm_registry();
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_realm_require(realm_name, snapshot);
+	revoked = ts_store_exec(&ts_stmt_realm_revoke, args, NULL, snapshot, false) > 0;
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+
+	PG_RETURN_BOOL(revoked);
 }

@@ -15,6 +15,8 @@
  *   decides again with SPI; so this file only has to be right about
  *   "fresh", never about what to do otherwise.
  *
+ * - who may use a realm: its grants, checked on every credential call;
+ *
  * - a counter's slot count, which an increment needs before it can choose
  *   its locks: one probe of the counter's slot 0 row;
  *
@@ -37,6 +39,8 @@
 #include "catalog/namespace.h"
 #include "common/int.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -54,9 +58,13 @@ typedef struct TsFastRels
 	Oid			credential_by_key;	/* primary key (realm_id, user_id) */
 	Oid			counter_slot;
 	Oid			counter_slot_by_key;	/* primary key (name, slot) */
+	Oid			realm_grant;
+	Oid			realm_grant_by_key; /* primary key (realm_id, grantee) */
 	AttrNumber	realm_id;
 	AttrNumber	realm_ttl;
 	AttrNumber	realm_refresh_ahead;
+	AttrNumber	realm_registered_by;
+	AttrNumber	grant_grantee;
 	AttrNumber	cred_credential;
 	AttrNumber	cred_invalidated;
 	AttrNumber	cred_validated_at;
@@ -74,7 +82,8 @@ ts_fastpath_forget(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == ts_rels.realm || relid == ts_rels.credential ||
 		relid == ts_rels.realm_by_name || relid == ts_rels.credential_by_key ||
-		relid == ts_rels.counter_slot || relid == ts_rels.counter_slot_by_key)
+		relid == ts_rels.counter_slot || relid == ts_rels.counter_slot_by_key ||
+		relid == ts_rels.realm_grant || relid == ts_rels.realm_grant_by_key)
 		ts_rels_valid = false;
 }
 
@@ -107,9 +116,13 @@ ts_fastpath_lookup_rels(void)
 	ts_rels.credential_by_key = ts_fastpath_relid("credential_pkey", nspid);
 	ts_rels.counter_slot = ts_fastpath_relid("counter_slot", nspid);
 	ts_rels.counter_slot_by_key = ts_fastpath_relid("counter_slot_pkey", nspid);
+	ts_rels.realm_grant = ts_fastpath_relid("realm_grant", nspid);
+	ts_rels.realm_grant_by_key = ts_fastpath_relid("realm_grant_pkey", nspid);
 	ts_rels.realm_id = get_attnum(ts_rels.realm, "realm_id");
 	ts_rels.realm_ttl = get_attnum(ts_rels.realm, "ttl");
 	ts_rels.realm_refresh_ahead = get_attnum(ts_rels.realm, "refresh_ahead");
+	ts_rels.realm_registered_by = get_attnum(ts_rels.realm, "registered_by");
+	ts_rels.grant_grantee = get_attnum(ts_rels.realm_grant, "grantee");
 	ts_rels.cred_credential = get_attnum(ts_rels.credential, "credential");
 	ts_rels.cred_invalidated = get_attnum(ts_rels.credential, "invalidated");
 	ts_rels.cred_validated_at = get_attnum(ts_rels.credential, "validated_at");
@@ -148,7 +161,7 @@ ts_fastpath_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
  */
 static bool
 ts_fastpath_realm(const char *realm_name, Snapshot snapshot, int32 *realm_id,
-				  Interval **ttl, Interval **refresh_ahead)
+				  Oid *registered_by, Interval **ttl, Interval **refresh_ahead)
 {
 	Relation	realm = table_open(ts_rels.realm, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(realm, NULL);
@@ -161,6 +174,7 @@ ts_fastpath_realm(const char *realm_name, Snapshot snapshot, int32 *realm_id,
 	if (found)
 	{
 		*realm_id = DatumGetInt32(slot->tts_values[ts_rels.realm_id - 1]);
+		*registered_by = DatumGetObjectId(slot->tts_values[ts_rels.realm_registered_by - 1]);
 		*ttl = DatumGetIntervalP(datumCopy(slot->tts_values[ts_rels.realm_ttl - 1],
 										   false, sizeof(Interval)));
 		*refresh_ahead =
@@ -216,16 +230,60 @@ ts_credential_fresh_hit(const char *realm_name, int64 user_id)
 {
 	Snapshot	snapshot;
 	int32		realm_id;
+	Oid			registered_by;
 	Interval   *ttl;
 	Interval   *refresh_ahead;
 	text	   *result = NULL;
 
 	ts_fastpath_lookup_rels();
 	snapshot = ts_policy_snapshot();
-	if (ts_fastpath_realm(realm_name, snapshot, &realm_id, &ttl, &refresh_ahead))
+	/* a caller without access gets its error from the full path */
+	if (ts_fastpath_realm(realm_name, snapshot, &realm_id, &registered_by, &ttl,
+						  &refresh_ahead) &&
+		ts_realm_accessible(GetUserId(), realm_id, registered_by, snapshot))
 		result = ts_fastpath_credential(realm_id, user_id, ttl, refresh_ahead, snapshot);
 	ts_policy_release(snapshot);
 	return result;
+}
+
+/*
+ * May a user use a realm's credentials?  Superusers and whoever has the
+ * privileges of the extension's owner or of the realm's registering role
+ * may; others only through a role the realm was granted to (realm_grant).
+ * Role membership is answered from the backend's cache.
+ */
+bool
+ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by, Snapshot snapshot)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	bool		allowed;
+
+	if (has_privs_of_role(user, ts_store_owner()) || has_privs_of_role(user, registered_by))
+		return true;
+
+	ts_fastpath_lookup_rels();
+	rel = table_open(ts_rels.realm_grant, AccessShareLock);
+	index = index_open(ts_rels.realm_grant_by_key, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	allowed = false;
+	while (!allowed && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		slot_getallattrs(slot);
+		allowed = has_privs_of_role(user,
+									DatumGetObjectId(slot->tts_values[ts_rels.grant_grantee - 1]));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return allowed;
 }
 
 /*

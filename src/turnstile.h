@@ -118,6 +118,8 @@ extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
 
 /* fastpath.c */
 extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
+extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
+								Snapshot snapshot);
 extern int	ts_counter_slots_peek(const char *name);
 extern int64 ts_counter_sum_others(const char *name, int except_slot,
 								   Snapshot snapshot, bool *overflowed);
