@@ -148,7 +148,7 @@ static void
 ts_counter_from_arg(FunctionCallInfo fcinfo, TsCounter *counter)
 {
 	ts_require_arg(PG_ARGISNULL(0), "name");
-	counter->name = ts_counter_name_arg(PG_GETARG_DATUM(0), &counter->len);
+	counter->name = ts_name_arg(PG_GETARG_DATUM(0), "counter", &counter->len);
 	counter->key = ts_counter_key(counter->name, counter->len);
 }
 

@@ -47,7 +47,6 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "access/transam.h"
 #include "catalog/namespace.h"
@@ -203,24 +202,11 @@ typedef struct TsRefreshInProgress
 
 static TsRefreshInProgress *ts_refreshes_in_progress = NULL;
 
-/*
- * Check a realm name argument (1 to TURNSTILE_NAME_MAX_CHARS characters).
- */
 static char *
 ts_realm_arg(FunctionCallInfo fcinfo, int argno)
 {
-	text	   *name;
-	int			chars;
-
 	ts_require_arg(PG_ARGISNULL(argno), "realm");
-	name = PG_GETARG_TEXT_PP(argno);
-	chars = pg_mbstrlen_with_len(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
-	if (chars < 1 || chars > TURNSTILE_NAME_MAX_CHARS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("realm name must have 1 to %d characters", TURNSTILE_NAME_MAX_CHARS),
-				 errdetail("The name given has %d characters.", chars)));
-	return text_to_cstring(name);
+	return ts_name_arg(PG_GETARG_DATUM(argno), "realm", NULL);
 }
 
 static int64
@@ -866,15 +852,17 @@ ts_realm_require(const char *realm_name, Snapshot snapshot)
 }
 
 /*
- * realm_grant(realm, grantee) -> void
+ * Run realm_grant's or realm_revoke's statement for (realm, grantee), under
+ * the registry lock; returns the number of grants it changed.
  */
-Datum
-realm_grant(PG_FUNCTION_ARGS)
+static int
+ts_realm_change_grant(FunctionCallInfo fcinfo, TsStatement *stmt)
 {
 	char	   *realm_name = ts_realm_arg(fcinfo, 0);
 	Datum		args[2];
 	TsStoreSession session;
 	Snapshot	snapshot;
+	int			rows;
 
 	ts_require_arg(PG_ARGISNULL(1), "grantee");
 	if (XactReadOnly)
@@ -886,10 +874,19 @@ realm_grant(PG_FUNCTION_ARGS)
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
 	ts_realm_require(realm_name, snapshot);
-	ts_store_exec(&ts_stmt_realm_grant, args, NULL, snapshot, false);
+	rows = ts_store_exec(stmt, args, NULL, snapshot, false);
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
+	return rows;
+}
 
+/*
+ * realm_grant(realm, grantee) -> void
+ */
+Datum
+realm_grant(PG_FUNCTION_ARGS)
+{
+	(void) ts_realm_change_grant(fcinfo, &ts_stmt_realm_grant);
 	PG_RETURN_VOID();
 }
 
@@ -899,25 +896,5 @@ realm_grant(PG_FUNCTION_ARGS)
 Datum
 realm_revoke(PG_FUNCTION_ARGS)
 {
-	char	   *realm_name = ts_realm_arg(fcinfo, 0);
-	Datum		args[2];
-	TsStoreSession session;
-	Snapshot	snapshot;
-	bool		revoked;
-
-	ts_require_arg(PG_ARGISNULL(1), "grantee");
-	if (XactReadOnly)
-		ts_require_writable(psprintf("realm \"%s\"", realm_name));
-	args[0] = CStringGetTextDatum(realm_name);
-	args[1] = PG_GETARG_DATUM(1);
-
-	ts_lock_realm_registry();
-	ts_store_open(&session);
-	snapshot = ts_policy_snapshot();
-	ts_realm_require(realm_name, snapshot);
-	revoked = ts_store_exec(&ts_stmt_realm_revoke, args, NULL, snapshot, false) > 0;
-	ts_policy_release(snapshot);
-	ts_store_close(&session);
-
-	PG_RETURN_BOOL(revoked);
+	PG_RETURN_BOOL(ts_realm_change_grant(fcinfo, &ts_stmt_realm_revoke) > 0);
 }

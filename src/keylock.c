@@ -276,6 +276,6 @@ counter_lock_key(PG_FUNCTION_ARGS)
 	char	   *name;
 
 	ts_require_arg(PG_ARGISNULL(0), "name");
-	name = ts_counter_name_arg(PG_GETARG_DATUM(0), &len);
+	name = ts_name_arg(PG_GETARG_DATUM(0), "counter", &len);
 	PG_RETURN_INT64((int64) ts_counter_key(name, len));
 }

@@ -223,11 +223,12 @@ ts_require_arg(bool isnull, const char *argname)
 }
 
 /*
- * Check a counter name (1 to TURNSTILE_NAME_MAX_CHARS characters) and return
- * it as a C string with its length in bytes.
+ * Check a name argument (a counter's or a realm's: 1 to
+ * TURNSTILE_NAME_MAX_CHARS characters) and return it as a C string, with its
+ * length in bytes if len is given.  what names it in the error.
  */
 char *
-ts_counter_name_arg(Datum arg, int *len)
+ts_name_arg(Datum arg, const char *what, int *len)
 {
 	text	   *name = DatumGetTextPP(arg);
 	int			bytes = VARSIZE_ANY_EXHDR(name);
@@ -236,9 +237,10 @@ ts_counter_name_arg(Datum arg, int *len)
 	if (chars < 1 || chars > TURNSTILE_NAME_MAX_CHARS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("counter name must have 1 to %d characters", TURNSTILE_NAME_MAX_CHARS),
+				 errmsg("%s name must have 1 to %d characters", what, TURNSTILE_NAME_MAX_CHARS),
 				 errdetail("The name given has %d characters.", chars)));
 
-	*len = bytes;
+	if (len)
+		*len = bytes;
 	return text_to_cstring(name);
 }

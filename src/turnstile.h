@@ -165,6 +165,6 @@ extern void ts_store_run_as(Oid role, void (*body) (void *), void *arg);
 /* argument checks shared by the SQL-callable functions (store.c) */
 extern void ts_require_arg(bool isnull, const char *argname);
 extern void ts_require_writable(const char *what);
-extern char *ts_counter_name_arg(Datum arg, int *len);
+extern char *ts_name_arg(Datum arg, const char *what, int *len);
 
 #endif							/* TURNSTILE_H */
