@@ -134,19 +134,22 @@ COMMENT ON VIEW turnstile.counters IS
 -- Credentials.  A realm is a pool of accounts sharing one login service; its
 -- realm_id (1 .. 32767) goes into the per-user lock tag, so it is kept small
 -- and reused after a realm is dropped.  login and validate run as registered_by,
--- with the search_path that role had when it registered the realm.
+-- with the search_path that role had when it registered the realm.  Roles are
+-- regrole and functions are signatures in text, not OIDs: pg_dump then writes
+-- names, which a restore into another cluster resolves again, and pg_upgrade
+-- accepts the table (it refuses regprocedure columns).
 --
 CREATE TABLE turnstile.realm (
 	realm_id		integer		PRIMARY KEY CHECK (realm_id BETWEEN 1 AND 32767),
 	name			text		NOT NULL UNIQUE
 					CHECK (pg_catalog.char_length(name) BETWEEN 1 AND 200),
-	login			regprocedure NOT NULL,
-	validate		regprocedure,
+	login			text		NOT NULL,	-- schema-qualified signature, resolved at use
+	validate		text,
 	ttl				interval	NOT NULL CHECK (ttl > interval '0'),
 	refresh_ahead	interval	NOT NULL CHECK (refresh_ahead >= interval '0' AND refresh_ahead < ttl),
 	retry_after		interval	NOT NULL CHECK (retry_after >= interval '0'),
 	propagation		text		NOT NULL CHECK (propagation IN ('requires_new', 'required')),
-	registered_by	oid			NOT NULL,
+	registered_by	regrole		NOT NULL,
 	search_path		text		NOT NULL	-- registered_by's, at realm_set
 );
 
@@ -171,7 +174,7 @@ CREATE TABLE turnstile.credential (
 -- extension's owner (see realm_grant).
 CREATE TABLE turnstile.realm_grant (
 	realm_id		integer		NOT NULL REFERENCES turnstile.realm ON DELETE CASCADE,
-	grantee			oid			NOT NULL,
+	grantee			regrole		NOT NULL,
 	PRIMARY KEY (realm_id, grantee)
 );
 

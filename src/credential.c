@@ -69,7 +69,9 @@ PG_FUNCTION_INFO_V1(credential_list);
  * computed by the server's clock at the time of the read.
  */
 static TsStatement ts_stmt_lookup = {
-	"SELECT r.realm_id, r.login, r.validate, r.registered_by, r.propagation,"
+	"SELECT r.realm_id, pg_catalog.to_regprocedure(r.login)::pg_catalog.oid,"
+	"       pg_catalog.to_regprocedure(r.validate)::pg_catalog.oid, r.registered_by,"
+	"       r.propagation,"
 	"       c.user_id IS NOT NULL, c.credential, c.invalidated,"
 	"       c.validated_at OPERATOR(pg_catalog.+) r.ttl"
 	"         OPERATOR(pg_catalog.-) r.refresh_ahead"
@@ -81,7 +83,7 @@ static TsStatement ts_stmt_lookup = {
 	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
 	"       c.last_error, c.last_sqlstate,"
 	"       (c.failed_at OPERATOR(pg_catalog.+) r.retry_after)::pg_catalog.text,"
-	"       r.search_path"
+	"       r.search_path, r.login, r.validate"
 	"  FROM turnstile.realm r"
 	"  LEFT JOIN turnstile.credential c"
 	"    ON c.realm_id OPERATOR(pg_catalog.=) r.realm_id"
@@ -130,8 +132,8 @@ static TsStatement ts_stmt_realm_update = {
 	"   SET login = $2, validate = $3, ttl = $4, refresh_ahead = $5,"
 	"       retry_after = $6, propagation = $7, registered_by = $8, search_path = $9"
 	" WHERE name OPERATOR(pg_catalog.=) $1",
-	9, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
-	INTERVALOID, TEXTOID, OIDOID, TEXTOID}
+	9, {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID,
+	INTERVALOID, TEXTOID, REGROLEOID, TEXTOID}
 };
 
 static TsStatement ts_stmt_realm_insert = {
@@ -139,22 +141,22 @@ static TsStatement ts_stmt_realm_insert = {
 	"                             retry_after, propagation, registered_by,"
 	"                             search_path, realm_id)"
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-	10, {TEXTOID, REGPROCEDUREOID, REGPROCEDUREOID, INTERVALOID, INTERVALOID,
-	INTERVALOID, TEXTOID, OIDOID, TEXTOID, INT4OID}
+	10, {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID,
+	INTERVALOID, TEXTOID, REGROLEOID, TEXTOID, INT4OID}
 };
 
 static TsStatement ts_stmt_realm_grant = {
 	"INSERT INTO turnstile.realm_grant (realm_id, grantee)"
 	" SELECT realm_id, $2 FROM turnstile.realm WHERE name OPERATOR(pg_catalog.=) $1"
 	" ON CONFLICT DO NOTHING",
-	2, {TEXTOID, OIDOID}
+	2, {TEXTOID, REGROLEOID}
 };
 
 static TsStatement ts_stmt_realm_revoke = {
 	"DELETE FROM turnstile.realm_grant g USING turnstile.realm r"
 	" WHERE r.realm_id OPERATOR(pg_catalog.=) g.realm_id"
 	"   AND r.name OPERATOR(pg_catalog.=) $1 AND g.grantee OPERATOR(pg_catalog.=) $2",
-	2, {TEXTOID, OIDOID}
+	2, {TEXTOID, REGROLEOID}
 };
 
 static TsStatement ts_stmt_realm_exists = {
@@ -239,6 +241,8 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	realm->realm_id = DatumGetInt32(ts_store_value(0, 1, &isnull));
 	realm->name = MemoryContextStrdup(session->caller_context, realm_name);
 	realm->login = DatumGetObjectId(ts_store_value(0, 2, &isnull));
+	if (isnull)
+		realm->login = InvalidOid;
 	realm->validate = DatumGetObjectId(ts_store_value(0, 3, &isnull));
 	if (isnull)
 		realm->validate = InvalidOid;
@@ -262,6 +266,8 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	cached->last_sqlstate = ts_store_text(session, 0, 15);
 	cached->blocked_until = ts_store_text(session, 0, 16);
 	realm->search_path = ts_store_text(session, 0, 17);
+	realm->login_signature = ts_store_text(session, 0, 18);
+	realm->validate_signature = ts_store_text(session, 0, 19);
 
 	/* only a credential that exists and was not invalidated can be used */
 	if (cached->credential == NULL || cached->invalidated)
@@ -695,6 +701,10 @@ realm_set(PG_FUNCTION_ARGS)
 	Interval   *refresh_ahead = ts_interval_arg(fcinfo, 4, "refresh_ahead");
 	Interval   *retry_after = ts_interval_arg(fcinfo, 5, "retry_after");
 	Interval   *zero = palloc0(sizeof(Interval));
+	Interval   *longest = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+																 CStringGetDatum("100 years"),
+																 ObjectIdGetDatum(InvalidOid),
+																 Int32GetDatum(-1)));
 	char	   *propagation;
 	Datum		args[10];
 	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -711,6 +721,12 @@ realm_set(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl of realm \"%s\" must be positive", realm_name)));
+	/* beyond this, timestamps plus these intervals could leave their range */
+	if (!ts_interval_lt(ttl, longest) || !ts_interval_lt(retry_after, longest))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl and retry_after of realm \"%s\" must be less than 100 years",
+						realm_name)));
 	if (ts_interval_lt(refresh_ahead, zero) || !ts_interval_lt(refresh_ahead, ttl))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -730,9 +746,11 @@ realm_set(PG_FUNCTION_ARGS)
 	if (OidIsValid(validate))
 		ts_check_provider(validate, "validate", 2, TEXTOID, BOOLOID);
 
+	/* by name, schema-qualified: see the comment on turnstile.realm */
 	args[0] = CStringGetTextDatum(realm_name);
-	args[1] = ObjectIdGetDatum(login);
-	args[2] = ObjectIdGetDatum(validate);
+	args[1] = CStringGetTextDatum(format_procedure_qualified(login));
+	args[2] = OidIsValid(validate) ?
+		CStringGetTextDatum(format_procedure_qualified(validate)) : (Datum) 0;
 	nulls[2] = OidIsValid(validate) ? ' ' : 'n';
 	args[3] = IntervalPGetDatum(ttl);
 	args[4] = IntervalPGetDatum(refresh_ahead);

@@ -40,7 +40,8 @@ typedef struct TsProviderCall
 	const TsRealm *realm;
 	int64		user_id;
 	const char *role_of_function;	/* "login" or "validate" */
-	Oid			function;
+	Oid			function;		/* InvalidOid: it no longer exists */
+	const char *signature;		/* as registered */
 	const char *credential;		/* validate's second argument */
 	Datum		result;
 	bool		isnull;
@@ -52,7 +53,7 @@ ts_provider_error_context(void *arg)
 	TsProviderCall *call = (TsProviderCall *) arg;
 
 	errcontext("%s function %s of realm \"%s\", for user " INT64_FORMAT,
-			   call->role_of_function, format_procedure(call->function),
+			   call->role_of_function, call->signature,
 			   call->realm->name, call->user_id);
 }
 
@@ -106,11 +107,12 @@ ts_provider_call(TsProviderCall *call)
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
-	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(call->function)))
+	if (!OidIsValid(call->function) ||
+		!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(call->function)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("%s function of realm \"%s\" no longer exists",
-						call->role_of_function, call->realm->name),
+				 errmsg("%s function %s of realm \"%s\" no longer exists",
+						call->role_of_function, call->signature, call->realm->name),
 				 errhint("Register the realm again with turnstile.realm_set.")));
 	if (!DatumGetBool(DirectFunctionCall3(has_function_privilege_id_id,
 										  ObjectIdGetDatum(role),
@@ -161,7 +163,7 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 {
 	TsProviderCall call = {
 		.realm = realm,.user_id = user_id,.role_of_function = "login",
-		.function = realm->login
+		.function = realm->login,.signature = realm->login_signature
 	};
 	char	   *credential;
 
@@ -172,7 +174,7 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 				 errmsg("login of user " INT64_FORMAT " in realm \"%s\" returned NULL",
 						user_id, realm->name),
 				 errdetail("Login function %s must return a credential or raise an error.",
-						   format_procedure(realm->login))));
+						   realm->login_signature)));
 	credential = TextDatumGetCString(call.result);
 	if (credential[0] == '\0')
 		ereport(ERROR,
@@ -180,7 +182,7 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 				 errmsg("login of user " INT64_FORMAT " in realm \"%s\" returned an empty credential",
 						user_id, realm->name),
 				 errdetail("Login function %s must return a credential or raise an error.",
-						   format_procedure(realm->login))));
+						   realm->login_signature)));
 	return credential;
 }
 
@@ -193,7 +195,8 @@ ts_provider_validate(const TsRealm *realm, int64 user_id, const char *credential
 {
 	TsProviderCall call = {
 		.realm = realm,.user_id = user_id,.role_of_function = "validate",
-		.function = realm->validate,.credential = credential
+		.function = realm->validate,.signature = realm->validate_signature,
+		.credential = credential
 	};
 
 	ts_provider_call(&call);

@@ -16,6 +16,18 @@
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 
+/*
+ * The realm is still the one the refresh started for ($1 is its id, $2 its
+ * name): realm ids are reused after a realm is dropped.  The key-share lock
+ * keeps it from being dropped until this transaction ends.
+ */
+static TsStatement ts_stmt_realm_guard = {
+	"SELECT FROM turnstile.realm"
+	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
+	"   FOR KEY SHARE",
+	2, {INT4OID, TEXTOID}
+};
+
 /* The credential still works: it is valid from now on. */
 static TsStatement ts_stmt_revalidated = {
 	"UPDATE turnstile.credential"
@@ -72,6 +84,26 @@ ts_credential_store(const TsRealm *realm, int64 user_id, bool exists,
 }
 
 /*
+ * Before storing what the realm's functions returned: make sure the realm
+ * was not dropped while they ran (perhaps by themselves), and that no other
+ * realm took its id, which would otherwise receive this user's credential.
+ */
+static void
+ts_refresh_check_realm(const TsRealm *realm, int64 user_id)
+{
+	Datum		args[2] = {Int32GetDatum(realm->realm_id), CStringGetTextDatum(realm->name)};
+	Snapshot	latest = ts_latest_snapshot();
+	int			rows = ts_store_exec(&ts_stmt_realm_guard, args, NULL, latest, false);
+
+	ts_policy_release(latest);
+	if (rows == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("realm \"%s\" was dropped while the credential of user " INT64_FORMAT " was being refreshed",
+						realm->name, user_id)));
+}
+
+/*
  * Steps 4 and 5 in the current transaction.  Returns the credential to use.
  */
 char *
@@ -82,12 +114,13 @@ ts_refresh_steps(const TsRealm *realm, int64 user_id, const TsCredential *cached
 	int			validations = 0;
 
 	/* an invalidated credential is known not to work: skip validate */
-	if (cached->credential && !cached->invalidated && OidIsValid(realm->validate))
+	if (cached->credential && !cached->invalidated && realm->validate_signature)
 	{
 		if (ts_provider_validate(realm, user_id, cached->credential))
 		{
 			Datum		args[2] = {Int32GetDatum(realm->realm_id), Int64GetDatum(user_id)};
 
+			ts_refresh_check_realm(realm, user_id);
 			ts_store_exec(&ts_stmt_revalidated, args, NULL, snapshot, false);
 			return cached->credential;
 		}
@@ -95,6 +128,7 @@ ts_refresh_steps(const TsRealm *realm, int64 user_id, const TsCredential *cached
 	}
 
 	credential = ts_provider_login(realm, user_id);
+	ts_refresh_check_realm(realm, user_id);
 	ts_credential_store(realm, user_id, cached->exists, credential, 1,
 						validations, snapshot);
 	return credential;

@@ -41,11 +41,18 @@
 #include "utils/snapmgr.h"
 
 /*
- * Refuse "serializable" outside a SERIALIZABLE transaction.
+ * Refuse "serializable" outside a SERIALIZABLE transaction, and any call in
+ * parallel mode: the functions are PARALLEL UNSAFE, but a wrapper wrongly
+ * marked PARALLEL SAFE could still bring them there.
  */
 void
 ts_policy_check_level(void)
 {
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("turnstile functions cannot run in parallel mode"),
+				 errhint("Do not call them from a function marked PARALLEL SAFE or RESTRICTED.")));
 	if (turnstile_isolation == TURNSTILE_SERIALIZABLE && !IsolationIsSerializable())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
@@ -86,6 +93,7 @@ ts_policy_snapshot(void)
 Snapshot
 ts_latest_snapshot(void)
 {
+	ts_policy_check_level();
 	return RegisterSnapshot(GetLatestSnapshot());
 }
 

@@ -46,8 +46,10 @@ typedef struct TsRealm
 {
 	int			realm_id;
 	const char *name;
-	Oid			login;
-	Oid			validate;		/* InvalidOid: the realm has none */
+	Oid			login;			/* InvalidOid: the function is gone */
+	Oid			validate;
+	const char *login_signature;	/* as registered, schema-qualified */
+	const char *validate_signature; /* NULL: the realm has no validate */
 	Oid			registered_by;	/* login and validate run as this role */
 	const char *search_path;	/* ... with this search_path */
 	TsPropagation propagation;

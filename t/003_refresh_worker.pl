@@ -95,7 +95,7 @@ $node->safe_psql('postgres', qq{
 	 WHERE backend_type = 'pg_turnstile refresh'});
 $caller->quit;
 like($caller->{stderr},
-	qr/ERROR:  terminating background worker "pg_turnstile refresh" due to administrator command\n.*\nlogin function svc_login\(bigint\) of realm "w", for user 3/s,
+	qr/ERROR:  terminating background worker "pg_turnstile refresh" due to administrator command\n.*\nlogin function public.svc_login\(bigint\) of realm "w", for user 3/s,
 	'worker terminated: the caller gets a clear error');
 check_clean_after(3, 'worker terminated');
 

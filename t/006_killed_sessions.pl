@@ -1,0 +1,386 @@
+# Killed sessions.  32 pgbench clients increment one plain and one hot
+# counter while 16 more stampede on a few users' credentials, which keep
+# getting invalidated, in two realms (the refresh in a background worker, and
+# in the caller's transaction); meanwhile backends are terminated at random,
+# over and over: client backends by Debian's pg_rage_terminator background
+# worker, refresh workers by the test itself.  Afterwards:
+#   - every counter equals, to the unit, the increments of the transactions
+#     that committed; that includes every increment a client saw commit, and
+#     nothing beyond what the clients attempted;
+#   - no session is left hanging, no refresh worker is left running, and no
+#     turnstile lock (nor the login service's own) is left held;
+#   - no two logins of one user ever ran at once, and the cache counted
+#     exactly the logins that the service committed;
+#   - the next credential_get for every user succeeds, logs in once for each
+#     user whose credential is not fresh and never for the others, and hands
+#     out the credential the service issued last; a second round logs nobody
+#     in.
+#
+# Which increments committed is exact: each transaction also writes a ledger
+# row, which commits if and only if its increments do.  pgbench's
+# per-transaction log (--log) tells which transactions a client saw commit; a
+# client numbers its transactions in the variable n and runs them one after
+# another, so a client that logged k lines saw transactions 1 .. k commit, and
+# transaction k + 1 may have been in flight when it was killed or its run
+# ended.  Such a transaction may have committed without the client hearing
+# of it: a backend can be terminated after its commit record is written and
+# before the client has read the reply.  So the counters are compared with
+# the ledger for equality, and with what the clients saw only as bounds.
+#
+# pg_rage_terminator terminates each client backend (any backend with a
+# client port) with a given chance once per interval.  It is switched on only
+# once every pgbench client has connected, because pgbench gives up its whole
+# run when a connection fails at start-up, and each run lasts a few seconds
+# so that the load does not die out as its clients are killed.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time usleep);
+
+my $rounds = 4;
+my $round_seconds = 3;
+my $counter_clients = 32;
+my $stampede_clients = 16;
+my $users = 4;				# per realm
+my $login_seconds = 0.1;
+my @realms = ('r1', 'r2');	# requires_new, required
+
+my $node = PostgreSQL::Test::Cluster->new('killed');
+$node->init;
+# log_statement = all (the test default) would write every increment to the
+# server log.  The terminator starts switched off (interval 0).
+$node->append_conf('postgresql.conf', qq{
+max_connections = 100
+max_worker_processes = 24
+log_statement = none
+shared_preload_libraries = 'pg_rage_terminator'
+pg_rage_terminator.interval = 0
+pg_rage_terminator.chance = 10
+});
+$node->start;
+
+# The login service issues numbered tokens per realm and user, takes a while,
+# and counts its attempts in a sequence per realm, which no rollback takes
+# back.  It also holds an advisory lock on the account while it works: a
+# login that finds it taken is a second login of the same account at once,
+# and is counted in svc_overlaps.
+#
+# try_get is what a client that knows about requires_new does: when the
+# refresh worker it waits for is terminated, it gets 57P01 (the worker's own
+# termination message) or 57000 (the worker ended before it could answer),
+# notes that and carries on, so that the stampede does not die out.  Any
+# other error aborts the pgbench client, and fails the test below.
+$node->safe_psql('postgres', qq{
+	CREATE EXTENSION pg_turnstile;
+	CREATE TABLE ledger (
+		round	integer NOT NULL,
+		client	integer NOT NULL,
+		n		integer NOT NULL,
+		hot		bigint	NOT NULL,
+		PRIMARY KEY (round, client, n));
+	SELECT turnstile.counter_create('plain');
+	SELECT turnstile.counter_create('hot', 0, 16);
+
+	CREATE TABLE svc_token (
+		realm	text	NOT NULL,
+		user_id	bigint	NOT NULL,
+		token	text	NOT NULL,
+		n		integer NOT NULL,
+		PRIMARY KEY (realm, user_id));
+	CREATE SEQUENCE svc_attempts_r1;
+	CREATE SEQUENCE svc_attempts_r2;
+	CREATE SEQUENCE svc_overlaps;
+	CREATE FUNCTION svc_login(p_realm text, p_uid bigint) RETURNS text
+	LANGUAGE plpgsql AS \$\$
+	DECLARE
+		issued text;
+	BEGIN
+		PERFORM nextval(('svc_attempts_' || p_realm)::regclass);
+		IF NOT pg_try_advisory_xact_lock(hashtext(p_realm), p_uid::integer) THEN
+			PERFORM nextval('svc_overlaps');
+		END IF;
+		PERFORM pg_sleep($login_seconds);
+		INSERT INTO svc_token AS t VALUES (p_realm, p_uid, p_realm || '-' || p_uid || '-1', 1)
+			ON CONFLICT (realm, user_id) DO UPDATE
+			SET n = t.n + 1, token = p_realm || '-' || p_uid || '-' || (t.n + 1)
+			RETURNING token INTO issued;
+		RETURN issued;
+	END \$\$;
+	CREATE FUNCTION svc_login_r1(uid bigint) RETURNS text LANGUAGE sql
+		AS \$\$ SELECT svc_login('r1', uid) \$\$;
+	CREATE FUNCTION svc_login_r2(uid bigint) RETURNS text LANGUAGE sql
+		AS \$\$ SELECT svc_login('r2', uid) \$\$;
+	SELECT turnstile.realm_set('r1', 'svc_login_r1(bigint)', ttl => '1 hour');
+	SELECT turnstile.realm_set('r2', 'svc_login_r2(bigint)', ttl => '1 hour',
+							   propagation => 'required');
+
+	CREATE TABLE caught (sqlstate text NOT NULL, message text NOT NULL);
+	CREATE FUNCTION try_get(uid bigint, realm text) RETURNS text
+	LANGUAGE plpgsql AS \$\$
+	BEGIN
+		RETURN turnstile.credential_get(uid, realm);
+	EXCEPTION WHEN admin_shutdown OR operator_intervention THEN
+		INSERT INTO caught VALUES (SQLSTATE, SQLERRM);
+		RETURN NULL;
+	END \$\$;
+});
+
+my $counter_script = $node->basedir . '/006_counters.sql';
+append_to_file($counter_script, q{
+\set n :n + 1
+\set hot :client_id + 1
+BEGIN;
+SELECT turnstile.counter_incr('plain', 1);
+SELECT turnstile.counter_incr('hot', :hot);
+INSERT INTO ledger VALUES (:round, :client_id, :n, :hot);
+COMMIT;
+});
+
+# One call in four invalidates a user's credential, so that the others
+# keep finding it stale and queue behind a login.
+my $stampede_script = $node->basedir . '/006_stampede.sql';
+append_to_file($stampede_script, qq{
+\\set uid random(1, $users)
+\\set r random(1, 2)
+\\set op random(1, 4)
+\\if :op = 1
+SELECT turnstile.credential_invalidate(:uid, 'r' || :r);
+\\else
+SELECT try_get(:uid, 'r' || :r);
+\\endif
+});
+
+# pgbench in the background for one round, its clients named after the load.
+sub start_load
+{
+	my ($name, $clients, $script, @options) = @_;
+	my %load = (name => $name, out => '', err => '');
+	local $ENV{PGAPPNAME} = $name;
+	$load{run} = IPC::Run::start(
+		[
+			'pgbench', '--no-vacuum', "--client=$clients", '--jobs=2',
+			"--time=$round_seconds", '--file', $script, @options,
+			'--host', $node->host, '--port', $node->port, 'postgres'
+		],
+		'>', \$load{out}, '2>', \$load{err},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return \%load;
+}
+
+# Switch pg_rage_terminator on or off.  Off means it has read the new
+# setting: it logs "Nothing to do" on its next pass, and never kills again.
+sub rage
+{
+	my ($interval) = @_;
+	my $offset = -s $node->logfile;
+	$node->append_conf('postgresql.conf', "pg_rage_terminator.interval = $interval");
+	$node->reload;
+	$node->wait_for_log(qr/Nothing to do/, $offset) if $interval == 0;
+}
+
+my (%ended, $worker_kills, $counter_aborts, $stampede_aborts);
+$worker_kills = $counter_aborts = $stampede_aborts = 0;
+my $loads_started = time;
+foreach my $round (1 .. $rounds)
+{
+	my $prefix = $node->basedir . "/006_round$round";
+	my $counters = start_load('counters', $counter_clients, $counter_script,
+		'--log', "--log-prefix=$prefix", '--define', "round=$round",
+		'--define', 'n=0');
+	my $stampede = start_load('stampede', $stampede_clients, $stampede_script);
+	$node->poll_query_until('postgres', qq{
+		SELECT count(*) = @{[$counter_clients + $stampede_clients]}
+		  FROM pg_stat_activity
+		 WHERE application_name IN ('counters', 'stampede') AND query <> ''})
+	  or die "round $round: the clients did not all connect";
+
+	# The terminator kills client backends; refresh workers have no client
+	# port, so terminate one of those, if any runs, four times a second.  A
+	# kill may hit this very session; then psql just fails.
+	rage(1);
+	my $until = time + $round_seconds;
+	while (time < $until)
+	{
+		my ($ret, $killed) = $node->psql('postgres', q{
+			SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+			  FROM (SELECT pid FROM pg_stat_activity
+					 WHERE backend_type = 'pg_turnstile refresh'
+					 ORDER BY random() LIMIT 1) w});
+		$worker_kills += $killed if $ret == 0;
+		usleep(250_000);
+	}
+	rage(0);
+
+	foreach my $load ($counters, $stampede)
+	{
+		$load->{run}->finish;
+		unlike($load->{err}, qr/\bERROR:/,
+			"round $round, $load->{name}: no client got an error")
+		  or diag $load->{err};
+	}
+	$counter_aborts += () = $counters->{err} =~ /client \d+ (?:script \d+ )?aborted/g;
+	$stampede_aborts += () = $stampede->{err} =~ /client \d+ (?:script \d+ )?aborted/g;
+
+	# per-transaction log lines: "client_id transaction_no time script_no
+	# time_epoch time_us", in order per client (each thread has its file)
+	my $failed = 0;
+	$ended{"$round:$_"} = 0 foreach 0 .. $counter_clients - 1;
+	foreach my $file (glob("$prefix.*"))
+	{
+		foreach my $line (split /\n/, slurp_file($file))
+		{
+			my ($client, undef, $time) = split / /, $line;
+			$ended{"$round:$client"}++;
+			$failed++ unless $time =~ /^\d+$/;
+		}
+	}
+	is($failed, 0, "round $round: no transaction failed short of a lost connection");
+}
+my $rage_kills = () = slurp_file($node->logfile) =~ /Rage terminated connection/g;
+my ($caught_57p01, $caught_57000) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE sqlstate = '57P01'),
+		   count(*) FILTER (WHERE sqlstate = '57000') FROM caught});
+note sprintf('%d rounds in %.1f s: the terminator killed %d client backends '
+	  . '(%d counter clients and %d stampede clients aborted), the test %d refresh workers; '
+	  . 'stampede callers saw %d worker terminations and %d refreshes without an answer',
+	$rounds, time - $loads_started, $rage_kills, $counter_aborts, $stampede_aborts,
+	$worker_kills, $caught_57p01, $caught_57000);
+cmp_ok($counter_aborts, '>', 0, 'counter clients were killed');
+cmp_ok($worker_kills, '>', 0, 'refresh workers were killed');
+
+# Nothing is left behind.  Killed backends take a moment to exit, so wait
+# for every session but this one to be gone; then no lock may remain.
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 0 FROM pg_stat_activity
+		 WHERE backend_type IN ('client backend', 'pg_turnstile refresh')
+		   AND pid <> pg_backend_pid()}),
+	'no session and no refresh worker left running');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM turnstile.locks'),
+	'0', 'no turnstile lock left held');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'}),
+	'0', 'no advisory lock of any kind left held');
+
+# Counters: the ledger against what the clients saw, the counters against
+# the ledger.
+my (%acked, %maybe);
+foreach my $rc (keys %ended)
+{
+	my ($round, $client) = split /:/, $rc;
+	$acked{"$round:$client:$_"} = $client + 1 foreach 1 .. $ended{$rc};
+	$maybe{"$round:$client:" . ($ended{$rc} + 1)} = $client + 1;
+}
+my %ledger = map { my ($key, $hot) = split /\|/; ($key => $hot) }
+  split /\n/, $node->safe_psql('postgres',
+	q{SELECT round || ':' || client || ':' || n, hot FROM ledger});
+my @lost = grep { !exists $ledger{$_} } sort keys %acked;
+my @invented = grep { !exists $acked{$_} && !exists $maybe{$_} } sort keys %ledger;
+my $unacked = grep { exists $maybe{$_} } keys %ledger;
+is(scalar(@lost), 0, 'every acknowledged transaction is in the ledger')
+  or diag "lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]";
+is(scalar(@invented), 0, 'the ledger holds no transaction that was not attempted')
+  or diag "invented: @invented[0 .. ($#invented < 9 ? $#invented : 9)]";
+
+my ($acked_plain, $acked_hot) = (scalar(keys %acked), 0);
+$acked_hot += $_ foreach values %acked;
+my ($attempted_plain, $attempted_hot) = ($acked_plain + scalar(keys %maybe), $acked_hot);
+$attempted_hot += $_ foreach values %maybe;
+my ($ledger_plain, $ledger_hot) = (scalar(keys %ledger), 0);
+$ledger_hot += $_ foreach values %ledger;
+my ($plain, $hot, $hot_view) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT turnstile.counter_get('plain'), turnstile.counter_get('hot'),
+		   (SELECT value FROM turnstile.counters WHERE name = 'hot')});
+note "plain $plain (acknowledged $acked_plain, attempted $attempted_plain), "
+  . "hot $hot (acknowledged $acked_hot, attempted $attempted_hot); "
+  . "$unacked in-flight transactions committed unacknowledged";
+cmp_ok($plain, '>=', $acked_plain, 'plain counter >= acknowledged increments');
+cmp_ok($plain, '<=', $attempted_plain, 'plain counter <= attempted increments');
+cmp_ok($hot, '>=', $acked_hot, 'hot counter >= acknowledged increments');
+cmp_ok($hot, '<=', $attempted_hot, 'hot counter <= attempted increments');
+is($plain, $ledger_plain, 'plain counter equals the committed increments');
+is($hot, $ledger_hot, 'hot counter equals the committed increments');
+is($hot_view, $hot, 'the counters view agrees');
+
+# Credentials.  Per realm and user: status (missing when nothing was ever
+# stored), the logins the cache counted, and the service's count and last
+# token.
+my $keys_sql = qq{
+	SELECT r || ':' || u, coalesce(s.status, 'missing'), coalesce(s.logins, 0),
+		   coalesce(t.n, 0), coalesce(t.token, '')
+	  FROM unnest(ARRAY['r1', 'r2']) r CROSS JOIN generate_series(1, $users) u
+	  LEFT JOIN turnstile.credential_status s ON s.realm = r AND s.user_id = u
+	  LEFT JOIN svc_token t ON t.realm = r AND t.user_id = u
+	 ORDER BY 1};
+my $attempts_sql = q{
+	SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM svc_attempts_r1)
+		|| '|' || (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM svc_attempts_r2)};
+
+sub key_state
+{
+	my %state;
+	foreach my $row (split /\n/, $node->safe_psql('postgres', $keys_sql))
+	{
+		my ($key, $status, $logins, $n, $token) = split /\|/, $row;
+		$state{$key} = { status => $status, logins => $logins, n => $n, token => $token };
+	}
+	return %state;
+}
+
+my %after_chaos = key_state();
+my %attempts;
+@attempts{@realms} = split /\|/, $node->safe_psql('postgres', $attempts_sql);
+note 'after the kills: '
+  . join(', ', map { "$_ $after_chaos{$_}{status} ($after_chaos{$_}{n} logins)" }
+	  sort keys %after_chaos)
+  . "; login attempts: r1 $attempts{r1}, r2 $attempts{r2}";
+is($node->safe_psql('postgres', 'SELECT is_called FROM svc_overlaps'), 'f',
+	'no two logins of one user ever ran at once');
+is(join(',', grep { $after_chaos{$_}{logins} != $after_chaos{$_}{n} } sort keys %after_chaos),
+	'', 'the cache counted exactly the logins the service committed');
+
+# Round 1: every user, one call each.
+my %got;
+foreach my $key (sort keys %after_chaos)
+{
+	my ($realm, $uid) = split /:/, $key;
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"SELECT turnstile.credential_get($uid, '$realm')");
+	is($ret, 0, "$key: credential_get succeeds after the kills") or diag $err;
+	$got{$key} = $out;
+}
+my %after_round1 = key_state();
+my %attempts1;
+@attempts1{@realms} = split /\|/, $node->safe_psql('postgres', $attempts_sql);
+foreach my $key (sort keys %after_chaos)
+{
+	my $needed = $after_chaos{$key}{status} eq 'fresh' ? 0 : 1;
+	is($after_round1{$key}{n} - $after_chaos{$key}{n}, $needed,
+		"$key: $needed login(s) for a credential that was $after_chaos{$key}{status}");
+	is($got{$key}, $after_round1{$key}{token},
+		"$key: credential_get returns the token the service issued last");
+	is($after_round1{$key}{status}, 'fresh', "$key: fresh now");
+}
+foreach my $realm (@realms)
+{
+	my $needed = grep { /^$realm:/ && $after_chaos{$_}{status} ne 'fresh' } keys %after_chaos;
+	is($attempts1{$realm} - $attempts{$realm}, $needed,
+		"$realm: the service saw $needed login attempt(s), one per stale user");
+}
+
+# Round 2: nobody logs in again, everybody gets the same credential.
+foreach my $key (sort keys %after_chaos)
+{
+	my ($realm, $uid) = split /:/, $key;
+	is($node->safe_psql('postgres', "SELECT turnstile.credential_get($uid, '$realm')"),
+		$got{$key}, "$key: the second round returns the same credential");
+}
+is($node->safe_psql('postgres', $attempts_sql), "$attempts1{r1}|$attempts1{r2}",
+	'the second round logs nobody in');
+
+$node->stop;
+done_testing();
