@@ -28,7 +28,8 @@ REGRESS = \
 	credential_api \
 	credential_errors \
 	credential_security \
-	credential_propagation
+	credential_propagation \
+	upgrade
 REGRESS_OPTS = --inputdir=. --outputdir=.
 
 ISOLATION = \

@@ -424,7 +424,7 @@ counter_create(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
-	PG_RETURN_INT64(state.value);
+	PG_RETURN_INT64(ts_counter_value(&counter, &state));
 }
 
 /*
