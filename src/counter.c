@@ -18,13 +18,25 @@
  * wait reads the state its predecessor committed, never the state it saw
  * before waiting.
  *
- * Hot counters.  An increment needs to know how many slots a counter has
- * before it can choose its locks, so it first reads the counter's slot 0 row
- * without a lock (one index probe, fastpath.c).  Between that read and the
- * lock the counter may be dropped and created again with another slot
- * count; then the update finds no row for its slot, or updates slot 0 of a
- * counter that has become hot, and both cases are handled: the first by the
- * exclusive path, the second by adding the other slots to the result.
+ * Hot counters.  An increment must choose its locks before it can read the
+ * counter, so it guesses the slot count and checks the guess against the row
+ * it updates:
+ *
+ *	- for the few hot counters this backend incremented lately, it remembers
+ *	  the count (the hot hints below);
+ *	- otherwise it guesses plain: if the counter's lock is free it takes it
+ *	  exclusively and updates slot 0 straight away, as most counters are
+ *	  plain; if the lock is busy it first reads the counter's slot 0 row
+ *	  without a lock (one index probe, fastpath.c).
+ *
+ * The guess may be wrong or stale: the counter may be dropped and created
+ * again with another slot count between the read and the lock.  The fast
+ * path then writes nothing (no row for its slot, or a hot counter where a
+ * plain one was expected, or the reverse), and the increment gives back the
+ * locks it took for the guess and chooses again, or takes the exclusive
+ * path.  Giving them back matters: a hot counter's increments would queue
+ * behind an unneeded ExclusiveLock, and two backends that both upgraded from
+ * ShareLock to ExclusiveLock would deadlock.
  *
  *-------------------------------------------------------------------------
  */
@@ -140,6 +152,53 @@ static TsStatement ts_stmt_list = {
 	" GROUP BY name ORDER BY name",
 	0, {InvalidOid}
 };
+
+/*
+ * Hot hints: the slot counts of the hot counters this backend incremented
+ * lately, by counter key, so that their increments skip the probe of slot 0
+ * (a read of the most contended row there is).  Plain counters are never
+ * remembered, so 10,000 plain counters cannot crowd the hot ones out.  A hint
+ * is only a guess that the increment checks against the row it updates (see
+ * the header comment); a key collision costs the same as a stale hint.
+ */
+#define TS_HOT_HINTS	16
+
+typedef struct TsHotHint
+{
+	uint64		key;
+	int32		slots;			/* 0: unused */
+} TsHotHint;
+
+static TsHotHint ts_hot_hints[TS_HOT_HINTS];
+static int	ts_hot_hint_next = 0;	/* the entry to replace next */
+
+/* The remembered slot count of a counter, or 0 if there is none. */
+static int
+ts_hot_hint(uint64 key)
+{
+	for (int i = 0; i < TS_HOT_HINTS; i++)
+		if (ts_hot_hints[i].slots > 0 && ts_hot_hints[i].key == key)
+			return ts_hot_hints[i].slots;
+	return 0;
+}
+
+/* Remember a counter's slot count if it is hot, else forget it. */
+static void
+ts_hot_hint_learn(uint64 key, int slots)
+{
+	for (int i = 0; i < TS_HOT_HINTS; i++)
+		if (ts_hot_hints[i].slots > 0 && ts_hot_hints[i].key == key)
+		{
+			ts_hot_hints[i].slots = slots > 1 ? slots : 0;
+			return;
+		}
+	if (slots > 1)
+	{
+		ts_hot_hints[ts_hot_hint_next].key = key;
+		ts_hot_hints[ts_hot_hint_next].slots = slots;
+		ts_hot_hint_next = (ts_hot_hint_next + 1) % TS_HOT_HINTS;
+	}
+}
 
 /*
  * Read the name argument and compute its key.
@@ -317,37 +376,40 @@ ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
 }
 
 /*
- * Add delta to a counter and return its new total.
- *
- * The fast path updates one slot in one statement.  It finds no row when the
- * counter is missing, when our slot count was stale, or when the slot would
- * overflow; all three go to the exclusive path, which decides exactly.
+ * The total of a hot counter after an increment: the slot's new value plus
+ * the other slots.  If that leaves the bigint range, raise; the increment
+ * rolls back with the error.
  */
 static int64
-ts_counter_add(const TsCounter *counter, int64 delta)
+ts_counter_total(const TsCounter *counter, int64 slot_value, int64 delta,
+				 int64 others, bool others_overflowed)
 {
-	int			slots;
-	int			slot = 0;
-	Snapshot	snapshot;
-	Datum		args[5];
 	int64		result;
-	bool		done = false;
+	int64		before;
+
+	if (!others_overflowed && !pg_add_s64_overflow(slot_value, others, &result))
+		return result;
+
+	/* the counter's value before this increment, if it had one */
+	if (others_overflowed || pg_add_s64_overflow(slot_value - delta, others, &before))
+		(void) ts_counter_value(counter, &(TsCounterState) {.overflowed = true});
+	ts_report_overflow(counter, before, delta);
+	return 0;					/* not reached */
+}
+
+/*
+ * Add delta to one slot through SQL, for a counter_slot table that someone
+ * gave a trigger or another index (see ts_counter_slot_add).  Same contract
+ * as ts_counter_slot_add.
+ */
+static TsSlotAdd
+ts_counter_slot_add_sql(const TsCounter *counter, int slot, int64 delta,
+						Snapshot snapshot, TsSlotAdded *added)
+{
+	Datum		args[5];
+	bool		isnull;
 	TsStoreSession session;
-
-	if (XactReadOnly)
-		ts_require_writable(psprintf("counter \"%s\"", counter->name));
-	ts_policy_check_level();
-	ts_store_open(&session);
-
-	/* choose the locks (see the header comment on hot counters) */
-	slots = ts_counter_slots_peek(counter->name);
-	if (slots > 1)
-		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
-	else
-		ts_lock_counter(counter->key, ExclusiveLock, counter->name);
-
-	snapshot = ts_policy_snapshot();
-	ts_counter_check_unchanged(counter, snapshot);
+	TsSlotAdd	outcome = TS_SLOT_NOT_ADDED;
 
 	/* the slot may hold any value that stays in range after adding delta */
 	args[0] = CStringGetTextDatum(counter->name);
@@ -356,36 +418,129 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	args[3] = Int64GetDatum(delta < 0 ? PG_INT64_MIN - delta : PG_INT64_MIN);
 	args[4] = Int64GetDatum(delta > 0 ? PG_INT64_MAX - delta : PG_INT64_MAX);
 
+	memset(added, 0, sizeof(*added));
+	ts_store_open(&session);
 	if (ts_store_exec(&ts_stmt_add, args, NULL, snapshot, false) == 1)
 	{
-		bool		isnull;
-		int64		slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
-		int32		actual_slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
+		added->slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
+		added->slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
+		outcome = TS_SLOT_ADDED;
+	}
+	ts_store_close(&session);
+	return outcome;
+}
 
-		result = slot_value;
-		if (actual_slots > 1)
+/*
+ * One try at the fast path, under the locks the caller took for a counter
+ * of expected_slots slots (see ts_counter_slot_add).  On TS_SLOT_ADDED,
+ * *result is the counter's new total; *actual_slots is the slot count the
+ * row showed, 0 if there was no row.
+ */
+static TsSlotAdd
+ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
+				   int64 delta, int64 *result, int *actual_slots)
+{
+	Snapshot	snapshot = ts_policy_snapshot();
+	TsSlotAdd	outcome;
+	TsSlotAdded added;
+
+	if (!ts_policy_uses_latest())
+	{
+		TsStoreSession session;
+
+		ts_store_open(&session);
+		ts_counter_check_unchanged(counter, snapshot);
+		ts_store_close(&session);
+	}
+
+	outcome = ts_counter_slot_add(counter->name, slot, expected_slots, delta,
+								  snapshot, &added);
+	if (outcome == TS_SLOT_NO_DIRECT_PATH)
+		outcome = ts_counter_slot_add_sql(counter, slot, delta, snapshot, &added);
+
+	if (outcome == TS_SLOT_ADDED)
+	{
+		*result = added.slot_value;
+		if (added.slots > 1)
 		{
-			bool		overflowed;
-			int64		others = ts_counter_sum_others(counter->name, slot, snapshot,
-													   &overflowed);
-
-			if (overflowed || pg_add_s64_overflow(slot_value, others, &result))
-			{
-				int64		before;
-
-				/* the counter's value before this increment, if it has one */
-				if (overflowed || pg_add_s64_overflow(slot_value - delta, others, &before))
-					(void) ts_counter_value(counter, &(TsCounterState) {.overflowed = true});
-				ts_report_overflow(counter, before, delta);
-			}
+			/* the SQL path reads its own slot only */
+			if (!added.others_known)
+				added.others = ts_counter_sum_others(counter->name, slot, snapshot,
+													 &added.others_overflowed);
+			*result = ts_counter_total(counter, added.slot_value, delta,
+									   added.others, added.others_overflowed);
 		}
-		done = true;
 	}
 	ts_policy_release(snapshot);
+	*actual_slots = added.slots;
+	return outcome;
+}
 
-	if (!done)
-		result = ts_counter_add_exclusive(counter, delta);
+/*
+ * Add delta to a counter and return its new total.
+ *
+ * The fast path updates one slot (fastpath.c) under the locks chosen for the
+ * slot count we expect (see the header comment on hot counters).  It adds
+ * nothing when the counter is missing, when the count was wrong, or when the
+ * slot would overflow; then the exclusive path decides exactly.
+ */
+static int64
+ts_counter_add(const TsCounter *counter, int64 delta)
+{
+	int			slots;
+	int			slot;
+	int64		result;
+	TsStoreSession session;
 
+	if (XactReadOnly)
+		ts_require_writable(psprintf("counter \"%s\"", counter->name));
+	ts_policy_check_level();
+
+	slots = ts_hot_hint(counter->key);
+	if (slots == 0)
+	{
+		/*
+		 * Most counters are plain.  If the counter's lock is free, take it
+		 * exclusively and try the plain increment at once, which spares the
+		 * probe of slot 0.  A counter that turns out hot gives that lock
+		 * back unused, so that its increments do not queue behind it.
+		 */
+		if (ts_try_lock_counter(counter->key, ExclusiveLock))
+		{
+			if (ts_counter_try_add(counter, 0, 1, delta, &result, &slots) == TS_SLOT_ADDED)
+				return result;
+			if (slots <= 1)
+				goto exclusive;
+			ts_unlock_counter(counter->key, ExclusiveLock);
+		}
+		else
+			slots = ts_counter_slots_peek(counter->name);
+	}
+
+	if (slots > 1)
+	{
+		int			actual_slots;
+
+		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
+		if (ts_counter_try_add(counter, slot, slots, delta, &result,
+							   &actual_slots) == TS_SLOT_ADDED)
+		{
+			ts_hot_hint_learn(counter->key, actual_slots);
+			return result;
+		}
+		ts_unlock_counter_slot(counter->key, slot);
+	}
+	else
+	{
+		ts_lock_counter(counter->key, ExclusiveLock, counter->name);
+		if (ts_counter_try_add(counter, 0, 1, delta, &result, &slots) == TS_SLOT_ADDED)
+			return result;
+	}
+
+exclusive:
+	ts_hot_hint_learn(counter->key, 1);
+	ts_store_open(&session);
+	result = ts_counter_add_exclusive(counter, delta);
 	ts_store_close(&session);
 	return result;
 }

@@ -20,8 +20,19 @@
  * - a counter's slot count, which an increment needs before it can choose
  *   its locks: one probe of the counter's slot 0 row;
  *
- * - the sum of a hot counter's other slots, which its increment adds to its
- *   own slot's new value to return the counter's total.
+ * - the increment itself: one slot row updated in place, and, for a hot
+ *   counter, the sum of its other slots read in the same index scan, which
+ *   the increment adds to its own slot's new value to return the total.
+ *   Through SPI, an UPDATE's executor start-up and its snapshot and portal
+ *   bookkeeping cost more than the change itself (measured with perf; see
+ *   the README's Performance section).  The write goes through
+ *   CatalogTupleUpdate: despite its name it is the heap update plus index
+ *   maintenance for a table whose indexes are plain columns, and, unlike
+ *   heap_update, it is called the same way on every supported PostgreSQL
+ *   version.  The table has no triggers and only its primary key, and the
+ *   write path checks that before every write; if someone added a trigger
+ *   or an index, the increment goes through SQL instead
+ *   (TS_SLOT_NO_DIRECT_PATH), so that they fire and are maintained.
  *
  * The relation and index OIDs are looked up once per backend and forgotten
  * on any relcache invalidation of them (DROP EXTENSION, a rewrite).  The
@@ -33,9 +44,12 @@
 #include "turnstile.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "common/int.h"
 #include "executor/tuptable.h"
@@ -71,6 +85,8 @@ typedef struct TsFastRels
 	AttrNumber	counter_slots;
 	AttrNumber	counter_slot_no;
 	AttrNumber	counter_value;
+	AttrNumber	counter_version;
+	AttrNumber	counter_updated_at;
 } TsFastRels;
 
 static TsFastRels ts_rels;
@@ -129,6 +145,8 @@ ts_fastpath_lookup_rels(void)
 	ts_rels.counter_slots = get_attnum(ts_rels.counter_slot, "slots");
 	ts_rels.counter_slot_no = get_attnum(ts_rels.counter_slot, "slot");
 	ts_rels.counter_value = get_attnum(ts_rels.counter_slot, "value");
+	ts_rels.counter_version = get_attnum(ts_rels.counter_slot, "version");
+	ts_rels.counter_updated_at = get_attnum(ts_rels.counter_slot, "updated_at");
 	ts_rels_valid = true;
 }
 
@@ -352,4 +370,132 @@ ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return sum;
+}
+
+/*
+ * May the direct write path update counter_slot?  Only while the table is as
+ * the extension created it: no triggers (they must fire) and no index but
+ * the primary key (CatalogTupleUpdate maintains plain-column indexes only).
+ */
+static bool
+ts_counter_slot_is_plain(Relation rel)
+{
+	List	   *indexes;
+	bool		plain;
+
+	if (rel->trigdesc != NULL)
+		return false;
+	indexes = RelationGetIndexList(rel);
+	plain = list_length(indexes) == 1 &&
+		linitial_oid(indexes) == ts_rels.counter_slot_by_key;
+	list_free(indexes);
+	return plain;
+}
+
+/*
+ * Add delta to one slot of a counter, by direct heap and index access.  The
+ * caller holds the lock that makes it the slot's only writer (keylock.c) and
+ * passes the snapshot the isolation policy names, taken after that lock; so
+ * the row this reads is the slot's latest version and the update cannot meet
+ * a concurrent one.  expected_slots is the slot count the caller locked for:
+ * for a plain counter one index probe finds the row; for a hot counter one
+ * scan over all its slots finds the row and sums the others.
+ *
+ * TS_SLOT_NOT_ADDED means no row for that slot (the counter is missing or
+ * was created anew with fewer slots), a counter that is hot where a plain one
+ * was expected or the reverse (added->slots tells the actual count), or a
+ * slot value that would leave the bigint range.  Nothing was written then,
+ * and the caller chooses other locks.  On TS_SLOT_ADDED, *added tells the
+ * slot's new value, the counter's actual slot count, and, if the scan
+ * covered every slot, the sum of the others.
+ */
+TsSlotAdd
+ts_counter_slot_add(const char *name, int slot, int expected_slots, int64 delta,
+					Snapshot snapshot, TsSlotAdded *added)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *tuple_slot;
+	ScanKeyData keys[2];
+	int			nkeys = expected_slots > 1 ? 1 : 2;
+	HeapTuple	old_tuple = NULL;
+	HeapTuple	new_tuple;
+	Datum		values[Natts_ts_counter_slot_max];
+	bool		nulls[Natts_ts_counter_slot_max] = {false};
+	bool		replace[Natts_ts_counter_slot_max] = {false};
+	int64		slot_value = 0;
+	int64		version = 0;
+
+	ts_fastpath_lookup_rels();
+	rel = table_open(ts_rels.counter_slot, RowExclusiveLock);
+	if (!ts_counter_slot_is_plain(rel) ||
+		RelationGetDescr(rel)->natts > Natts_ts_counter_slot_max)
+	{
+		table_close(rel, RowExclusiveLock);
+		return TS_SLOT_NO_DIRECT_PATH;
+	}
+
+	memset(added, 0, sizeof(*added));
+	added->others_known = nkeys == 1;
+
+	index = index_open(ts_rels.counter_slot_by_key, RowExclusiveLock);
+	tuple_slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
+	for (int i = 0; i < nkeys; i++)
+		keys[i].sk_collation = index->rd_indcollation[i];
+	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, tuple_slot))
+	{
+		int64		value;
+
+		slot_getallattrs(tuple_slot);
+		value = DatumGetInt64(tuple_slot->tts_values[ts_rels.counter_value - 1]);
+		if (DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slot_no - 1]) == slot)
+		{
+			old_tuple = ExecCopySlotHeapTuple(tuple_slot);
+			slot_value = value;
+			version = DatumGetInt64(tuple_slot->tts_values[ts_rels.counter_version - 1]);
+			added->slots = DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slots - 1]);
+		}
+		else if (pg_add_s64_overflow(added->others, value, &added->others))
+			added->others_overflowed = true;
+	}
+	/* done with the index before writing to it */
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(tuple_slot);
+	index_close(index, RowExclusiveLock);
+
+	/* a lock chosen for a plain counter does not fit a hot one, or back */
+	if (old_tuple == NULL || (added->slots > 1) != (expected_slots > 1) ||
+		pg_add_s64_overflow(slot_value, delta, &added->slot_value))
+	{
+		table_close(rel, RowExclusiveLock);
+		return TS_SLOT_NOT_ADDED;
+	}
+
+	values[ts_rels.counter_value - 1] = Int64GetDatum(added->slot_value);
+	values[ts_rels.counter_version - 1] = Int64GetDatum(version + 1);
+	values[ts_rels.counter_updated_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	replace[ts_rels.counter_value - 1] = true;
+	replace[ts_rels.counter_version - 1] = true;
+	replace[ts_rels.counter_updated_at - 1] = true;
+	new_tuple = heap_modify_tuple(old_tuple, RelationGetDescr(rel), values, nulls, replace);
+
+	/*
+	 * Under the caller's lock nobody else writes this row, so the update
+	 * meets no concurrent one; a writer that bypasses turnstile's functions
+	 * gets simple_heap_update's "tuple concurrently updated" error here.
+	 */
+	CatalogTupleUpdate(rel, &old_tuple->t_self, new_tuple);
+
+	/* let the rest of this transaction, and this statement, see the change */
+	CommandCounterIncrement();
+
+	heap_freetuple(new_tuple);
+	heap_freetuple(old_tuple);
+	table_close(rel, RowExclusiveLock);
+	return TS_SLOT_ADDED;
 }

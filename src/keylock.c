@@ -197,6 +197,45 @@ ts_lock_counter_slot(uint64 key, int slots, const char *name)
 	return start;
 }
 
+/*
+ * Lock a counter's key only if that needs no wait; says whether it did.
+ */
+bool
+ts_try_lock_counter(uint64 key, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	ts_counter_locktag(&tag, key);
+	return LockAcquire(&tag, mode, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * Give back one acquisition of a counter's lock, for a caller that wrote
+ * nothing under it.  LockRelease undoes one acquisition only, so a lock this
+ * transaction held before stays held.
+ */
+void
+ts_unlock_counter(uint64 key, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	ts_counter_locktag(&tag, key);
+	LockRelease(&tag, mode, false);
+}
+
+/*
+ * Give back the locks of one ts_lock_counter_slot call, in the same way.
+ */
+void
+ts_unlock_counter_slot(uint64 key, int slot)
+{
+	LOCKTAG		tag;
+
+	ts_slot_locktag(&tag, key, slot);
+	LockRelease(&tag, ExclusiveLock, false);
+	ts_unlock_counter(key, ShareLock);
+}
+
 static inline void
 ts_credential_locktag(LOCKTAG *tag, int realm_id, int64 user_id)
 {

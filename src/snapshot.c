@@ -71,6 +71,25 @@ ts_policy_uses_latest(void)
 }
 
 /*
+ * The calling statement's snapshot, in a private copy that also sees what
+ * this transaction wrote up to now.  The statement's own snapshot stops at
+ * the command that started it, so a second call in one statement (SELECT
+ * counter_incr(...) FROM generate_series(1, 3)) would not see the first
+ * call's update, and would take the counter for changed by someone else.
+ */
+static Snapshot
+ts_statement_snapshot(void)
+{
+	Snapshot	snapshot;
+
+	PushCopiedSnapshot(GetActiveSnapshot());
+	UpdateActiveSnapshotCommandId();
+	snapshot = RegisterSnapshot(GetActiveSnapshot());
+	PopActiveSnapshot();
+	return snapshot;
+}
+
+/*
  * The snapshot to read a key with under the current policy.  Call it after
  * the key's lock is granted.  The result is registered; give it back with
  * ts_policy_release.
@@ -83,7 +102,7 @@ ts_policy_snapshot(void)
 	if (ts_policy_uses_latest())
 		return ts_latest_snapshot();
 
-	return RegisterSnapshot(GetActiveSnapshot());
+	return ts_statement_snapshot();
 }
 
 /*

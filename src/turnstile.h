@@ -88,6 +88,9 @@ extern int	turnstile_isolation;
 extern uint64 ts_counter_key(const char *name, int len);
 extern void ts_lock_counter(uint64 key, LOCKMODE mode, const char *name);
 extern int	ts_lock_counter_slot(uint64 key, int slots, const char *name);
+extern void ts_unlock_counter_slot(uint64 key, int slot);
+extern bool ts_try_lock_counter(uint64 key, LOCKMODE mode);
+extern void ts_unlock_counter(uint64 key, LOCKMODE mode);
 typedef enum TsLockResult
 {
 	TS_LOCK_NOT_AVAILABLE,
@@ -125,6 +128,31 @@ extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
 extern int	ts_counter_slots_peek(const char *name);
 extern int64 ts_counter_sum_others(const char *name, int except_slot,
 								   Snapshot snapshot, bool *overflowed);
+
+/* the columns of turnstile.counter_slot, and room for a few added later */
+#define Natts_ts_counter_slot_max	16
+
+typedef enum TsSlotAdd
+{
+	TS_SLOT_ADDED,				/* done; see TsSlotAdded */
+	TS_SLOT_NOT_ADDED,			/* no such slot row, the counter is hot where
+								 * plain was expected or the reverse, or it
+								 * would overflow */
+	TS_SLOT_NO_DIRECT_PATH		/* the table was altered: use SQL */
+} TsSlotAdd;
+
+typedef struct TsSlotAdded
+{
+	int64		slot_value;		/* the slot's new value */
+	int32		slots;			/* the counter's slot count, from the row; 0
+								 * if there is none */
+	bool		others_known;	/* the scan covered every slot */
+	bool		others_overflowed;	/* the other slots sum past bigint */
+	int64		others;			/* the sum of the other slots */
+} TsSlotAdded;
+
+extern TsSlotAdd ts_counter_slot_add(const char *name, int slot, int expected_slots,
+									 int64 delta, Snapshot snapshot, TsSlotAdded *added);
 
 /* worker.c */
 extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
