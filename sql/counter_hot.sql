@@ -251,3 +251,37 @@ SELECT count(*) AS rows_left
   FROM turnstile.counter_slot
  WHERE name IN ('hot', 'hot2', 'plain1', 'morph', 'stale_hot', 'stale_plain',
                 'stale_ghost');
+
+--
+-- Increments write counter_slot directly, without SQL.  A table that was
+-- given a trigger or another index makes them go through SQL again, so that
+-- the trigger fires and the index is kept up to date.
+--
+SELECT turnstile.counter_create('altered_plain', 0);
+SELECT turnstile.counter_create('altered_hot', 0, 4);
+CREATE TABLE slot_audit (name text, value bigint);
+CREATE FUNCTION slot_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO slot_audit VALUES (NEW.name, NEW.value);
+	RETURN NEW;
+END $$;
+CREATE TRIGGER slot_audit AFTER UPDATE ON turnstile.counter_slot
+	FOR EACH ROW EXECUTE FUNCTION slot_audit();
+SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
+SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
+SELECT name, count(*) AS updates, max(value) FROM slot_audit GROUP BY name ORDER BY name;
+DROP TRIGGER slot_audit ON turnstile.counter_slot;
+CREATE INDEX counter_slot_by_value ON turnstile.counter_slot (value);
+SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
+SET enable_seqscan = off;
+SELECT name, value FROM turnstile.counter_slot
+ WHERE value IN (6, 9) AND name LIKE 'altered%' ORDER BY name;
+RESET enable_seqscan;
+DROP INDEX turnstile.counter_slot_by_value;
+-- and without them, the direct path again
+SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
+SELECT name, count(*) AS updates FROM slot_audit GROUP BY name ORDER BY name;
+SELECT name, value, slots FROM turnstile.counters WHERE name LIKE 'altered%' ORDER BY name;
+SELECT turnstile.counter_drop('altered_plain'), turnstile.counter_drop('altered_hot');
+DROP TABLE slot_audit;
+DROP FUNCTION slot_audit();

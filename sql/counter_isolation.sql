@@ -191,4 +191,30 @@ SELECT turnstile.counter_get('iso');
 COMMIT;
 SELECT value, version FROM turnstile.counter_info('iso');
 
+--
+-- Several calls in one statement see each other's changes under every
+-- policy, on a plain and on a hot counter: the policy's snapshot includes
+-- what this transaction wrote before, even within the same statement.
+--
+SELECT turnstile.counter_create('iso_hot', 0, 4);
+SELECT turnstile.counter_set('iso', 0);
+SELECT turnstile.counter_incr('iso'), turnstile.counter_incr('iso_hot', 10)
+  FROM generate_series(1, 3);
+SET turnstile.isolation = 'repeatable read';
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT turnstile.counter_incr('iso'), turnstile.counter_incr('iso_hot', 10)
+  FROM generate_series(1, 3);
+SELECT turnstile.counter_get('iso'), turnstile.counter_get('iso_hot');
+COMMIT;
+SET turnstile.isolation = 'serializable';
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT turnstile.counter_incr('iso'), turnstile.counter_incr('iso_hot', 10)
+  FROM generate_series(1, 3);
+COMMIT;
+RESET turnstile.isolation;
+-- 9 increments each
+SELECT name, value FROM turnstile.counters
+ WHERE name IN ('iso', 'iso_hot') ORDER BY name;
+SELECT turnstile.counter_drop('iso_hot');
+
 SELECT turnstile.counter_drop('iso');
