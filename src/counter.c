@@ -733,9 +733,14 @@ counter_get(PG_FUNCTION_ARGS)
 {
 	TsCounter	counter;
 	TsCounterState state;
+	Snapshot	snapshot;
 
+	/* no lock: the policy's snapshot shows a committed state (see snapshot.c) */
 	ts_counter_from_arg(fcinfo, &counter);
-	ts_counter_read_unlocked(&counter, &state);
+	snapshot = ts_policy_snapshot();
+	memset(&state, 0, sizeof(state));
+	state.exists = ts_counter_sum(counter.name, snapshot, &state.value, &state.overflowed);
+	ts_policy_release(snapshot);
 	if (!state.exists)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(ts_counter_value(&counter, &state));

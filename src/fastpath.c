@@ -20,6 +20,8 @@
  * - a counter's slot count, which an increment needs before it can choose
  *   its locks: one probe of the counter's slot 0 row;
  *
+ * - a counter's value for counter_get: the sum of its slots;
+ *
  * - the increment itself: one slot row updated in place, and, for a hot
  *   counter, the sum of its other slots read in the same index scan, which
  *   the increment adds to its own slot's new value to return the total.
@@ -334,12 +336,13 @@ ts_counter_slots_peek(const char *name)
 }
 
 /*
- * The sum of a counter's slots other than except_slot, as the snapshot shows
- * them; *overflowed says the sum left the bigint range.
+ * The sum of a counter's slots other than except_slot (-1: all of them), as
+ * the snapshot shows them; *overflowed says the sum left the bigint range,
+ * *rows how many slot rows there were.
  */
-int64
-ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
-					  bool *overflowed)
+static int64
+ts_counter_scan_sum(const char *name, int except_slot, Snapshot snapshot,
+					bool *overflowed, int *rows)
 {
 	Relation	rel;
 	Relation	index;
@@ -350,6 +353,7 @@ ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
 
 	ts_fastpath_lookup_rels();
 	*overflowed = false;
+	*rows = 0;
 	rel = table_open(ts_rels.counter_slot, AccessShareLock);
 	index = index_open(ts_rels.counter_slot_by_key, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
@@ -360,6 +364,7 @@ ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		slot_getallattrs(slot);
+		(*rows)++;
 		if (DatumGetInt32(slot->tts_values[ts_rels.counter_slot_no - 1]) != except_slot &&
 			pg_add_s64_overflow(sum, DatumGetInt64(slot->tts_values[ts_rels.counter_value - 1]),
 								&sum))
@@ -370,6 +375,34 @@ ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return sum;
+}
+
+/*
+ * The sum of a counter's slots other than except_slot, as the snapshot shows
+ * them; *overflowed says the sum left the bigint range.
+ */
+int64
+ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
+					  bool *overflowed)
+{
+	int			rows;
+
+	return ts_counter_scan_sum(name, except_slot, snapshot, overflowed, &rows);
+}
+
+/*
+ * A counter's value, the sum of all its slots, as the snapshot shows it;
+ * false if there is no such counter.  *overflowed says the sum left the
+ * bigint range.  For counter_get, the one read that every hot counter's
+ * readers share.
+ */
+bool
+ts_counter_sum(const char *name, Snapshot snapshot, int64 *value, bool *overflowed)
+{
+	int			rows;
+
+	*value = ts_counter_scan_sum(name, -1, snapshot, overflowed, &rows);
+	return rows > 0;
 }
 
 /*

@@ -128,6 +128,8 @@ extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
 extern int	ts_counter_slots_peek(const char *name);
 extern int64 ts_counter_sum_others(const char *name, int except_slot,
 								   Snapshot snapshot, bool *overflowed);
+extern bool ts_counter_sum(const char *name, Snapshot snapshot, int64 *value,
+						   bool *overflowed);
 
 /* the columns of turnstile.counter_slot, and room for a few added later */
 #define Natts_ts_counter_slot_max	16
