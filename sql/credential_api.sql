@@ -512,6 +512,41 @@ SELECT turnstile.credential_get(10, 'cred_ahead');
 SELECT user_id, status, logins FROM turnstile.credential_status
  WHERE realm = 'cred_ahead';
 
+--
+-- A backend remembers where the rows of its fresh hits were, and checks at
+-- every hit that they are still the current ones: a changed credential row,
+-- a changed realm and a rewrite of both tables are all seen at once.
+--
+SELECT count(*) AS earlier_calls FROM cred_svc_calls();
+SELECT turnstile.credential_get(20, 'cred_api') AS first_token \gset
+SELECT turnstile.credential_get(20, 'cred_api') = :'first_token' AS same_token;
+VACUUM FULL turnstile.credential, turnstile.realm;
+SELECT turnstile.credential_get(20, 'cred_api') = :'first_token' AS same_token;
+-- 50 minutes old: still fresh with a 1 hour ttl ...
+UPDATE turnstile.credential SET validated_at = validated_at - interval '50 minutes'
+ WHERE realm_id = :api_id AND user_id = 20;
+SELECT turnstile.credential_get(20, 'cred_api') = :'first_token' AS same_token;
+-- ... but not with 30 minutes, which the very next call knows
+SELECT turnstile.realm_set('cred_api', 'cred_svc_login(bigint)',
+                           'cred_svc_validate(bigint,text)', ttl => '30 minutes',
+                           propagation => 'required');
+SELECT turnstile.credential_get(20, 'cred_api') = :'first_token' AS same_token;
+SELECT kind, user_id FROM cred_svc_calls();
+SELECT status, logins, validations FROM turnstile.credential_status
+ WHERE realm = 'cred_api' AND user_id = 20;
+
+-- The memory of row places is bounded: it is emptied after 2,048 users, and
+-- the hits go on being right across that.
+SELECT count(turnstile.credential_set(u, 'many-' || u, 'cred_api'))
+  FROM generate_series(1001, 2000) u;
+SELECT count(turnstile.credential_set(u, 'many-' || u, 'cred_api'))
+  FROM generate_series(2001, 3500) u;
+SELECT count(*) FILTER (WHERE turnstile.credential_get(u, 'cred_api') = 'many-' || u) AS right_hits
+  FROM generate_series(1001, 3500) u;
+SELECT count(*) FILTER (WHERE turnstile.credential_get(u, 'cred_api') = 'many-' || u) AS right_hits
+  FROM generate_series(1001, 3500) u;
+SELECT count(*) AS service_calls FROM cred_svc_calls();
+
 -- Clean up.
 SELECT r, turnstile.realm_drop(r)
   FROM unnest(ARRAY['cred_api', 'cred_ahead', 'cred_other', 'default']) AS r;

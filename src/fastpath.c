@@ -55,13 +55,17 @@
 #include "catalog/namespace.h"
 #include "common/int.h"
 #include "executor/tuptable.h"
+#include "mb/pg_wchar.h"
+#include "storage/bufmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -77,10 +81,13 @@ typedef struct TsFastRels
 	Oid			realm_grant;
 	Oid			realm_grant_by_key; /* primary key (realm_id, grantee) */
 	AttrNumber	realm_id;
+	AttrNumber	realm_name;
 	AttrNumber	realm_ttl;
 	AttrNumber	realm_refresh_ahead;
 	AttrNumber	realm_registered_by;
 	AttrNumber	grant_grantee;
+	AttrNumber	cred_realm_id;
+	AttrNumber	cred_user_id;
 	AttrNumber	cred_credential;
 	AttrNumber	cred_invalidated;
 	AttrNumber	cred_validated_at;
@@ -95,6 +102,44 @@ static TsFastRels ts_rels;
 static bool ts_rels_valid = false;
 static bool ts_rels_callback_registered = false;
 
+/*
+ * Where the row of the realm last looked up by name was.  A row that the
+ * snapshot shows at that place, under that name, is the realm's current row:
+ * realm_set and realm_drop leave the version they replace invisible to every
+ * later snapshot, and names are unique.  So the next lookup of that realm
+ * fetches the row there and skips the index.  Forgotten with the relation
+ * OIDs, since a rewrite moves every row.
+ */
+static struct
+{
+	bool		valid;
+	ItemPointerData tid;
+	char		name[TURNSTILE_NAME_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN + 1];
+}			ts_realm_memo;
+
+/*
+ * In the same way, where the credential rows of recent fresh hits were, by
+ * realm id and user id (the credential table's primary key).  Kept in
+ * TopMemoryContext because it outlives transactions; emptied when it reaches
+ * TS_CREDENTIAL_MEMO_MAX entries, so it never holds more than about 100 kB.
+ */
+#define TS_CREDENTIAL_MEMO_MAX	2048
+
+typedef struct TsCredentialKey
+{
+	int32		realm_id;
+	int64		user_id;
+} TsCredentialKey;
+
+typedef struct TsCredentialMemo
+{
+	TsCredentialKey key;
+	ItemPointerData tid;
+} TsCredentialMemo;
+
+static HTAB *ts_credential_memo = NULL;
+static bool ts_credential_memo_stale = false;	/* empty it before use */
+
 static void
 ts_fastpath_forget(Datum arg, Oid relid)
 {
@@ -102,7 +147,11 @@ ts_fastpath_forget(Datum arg, Oid relid)
 		relid == ts_rels.realm_by_name || relid == ts_rels.credential_by_key ||
 		relid == ts_rels.counter_slot || relid == ts_rels.counter_slot_by_key ||
 		relid == ts_rels.realm_grant || relid == ts_rels.realm_grant_by_key)
+	{
 		ts_rels_valid = false;
+		ts_realm_memo.valid = false;
+		ts_credential_memo_stale = true;
+	}
 }
 
 static Oid
@@ -137,10 +186,13 @@ ts_fastpath_lookup_rels(void)
 	ts_rels.realm_grant = ts_fastpath_relid("realm_grant", nspid);
 	ts_rels.realm_grant_by_key = ts_fastpath_relid("realm_grant_pkey", nspid);
 	ts_rels.realm_id = get_attnum(ts_rels.realm, "realm_id");
+	ts_rels.realm_name = get_attnum(ts_rels.realm, "name");
 	ts_rels.realm_ttl = get_attnum(ts_rels.realm, "ttl");
 	ts_rels.realm_refresh_ahead = get_attnum(ts_rels.realm, "refresh_ahead");
 	ts_rels.realm_registered_by = get_attnum(ts_rels.realm, "registered_by");
 	ts_rels.grant_grantee = get_attnum(ts_rels.realm_grant, "grantee");
+	ts_rels.cred_realm_id = get_attnum(ts_rels.credential, "realm_id");
+	ts_rels.cred_user_id = get_attnum(ts_rels.credential, "user_id");
 	ts_rels.cred_credential = get_attnum(ts_rels.credential, "credential");
 	ts_rels.cred_invalidated = get_attnum(ts_rels.credential, "invalidated");
 	ts_rels.cred_validated_at = get_attnum(ts_rels.credential, "validated_at");
@@ -176,6 +228,41 @@ ts_fastpath_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 }
 
 /*
+ * Fetch the row version at tid into slot if the snapshot shows it; false if
+ * it does not, or if the page is gone.
+ */
+static bool
+ts_fastpath_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,
+					 TupleTableSlot *slot)
+{
+	/* a vacuum may have truncated the page away since tid was remembered */
+	if (!ItemPointerIsValid(tid) ||
+		ItemPointerGetBlockNumber(tid) >= RelationGetNumberOfBlocks(rel) ||
+		!table_tuple_fetch_row_version(rel, tid, snapshot, slot))
+		return false;
+	slot_getallattrs(slot);
+	return true;
+}
+
+/*
+ * Fetch the realm's row from where it was last time (ts_realm_memo) into
+ * slot; false if it is not there any more.
+ */
+static bool
+ts_fastpath_realm_at_memo(Relation realm, const char *realm_name, Snapshot snapshot,
+						  TupleTableSlot *slot)
+{
+	text	   *name;
+
+	if (!ts_realm_memo.valid || strcmp(ts_realm_memo.name, realm_name) != 0 ||
+		!ts_fastpath_fetch_at(realm, &ts_realm_memo.tid, snapshot, slot))
+		return false;
+	name = DatumGetTextPP(slot->tts_values[ts_rels.realm_name - 1]);
+	return VARSIZE_ANY_EXHDR(name) == strlen(realm_name) &&
+		memcmp(VARDATA_ANY(name), realm_name, VARSIZE_ANY_EXHDR(name)) == 0;
+}
+
+/*
  * Look a realm up by name: its id, ttl and refresh_ahead (copied, since the
  * tuple goes with its buffer pin).  False if there is no such realm.
  */
@@ -188,9 +275,19 @@ ts_fastpath_realm(const char *realm_name, Snapshot snapshot, int32 *realm_id,
 	ScanKeyData key;
 	bool		found;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
-				CStringGetTextDatum(realm_name));
-	found = ts_fastpath_fetch(realm, ts_rels.realm_by_name, &key, 1, snapshot, slot);
+	found = ts_fastpath_realm_at_memo(realm, realm_name, snapshot, slot);
+	if (!found)
+	{
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(realm_name));
+		found = ts_fastpath_fetch(realm, ts_rels.realm_by_name, &key, 1, snapshot, slot);
+		ts_realm_memo.valid = found && strlen(realm_name) < sizeof(ts_realm_memo.name);
+		if (ts_realm_memo.valid)
+		{
+			ts_realm_memo.tid = slot->tts_tid;
+			strcpy(ts_realm_memo.name, realm_name);
+		}
+	}
 	if (found)
 	{
 		*realm_id = DatumGetInt32(slot->tts_values[ts_rels.realm_id - 1]);
@@ -207,6 +304,73 @@ ts_fastpath_realm(const char *realm_name, Snapshot snapshot, int32 *realm_id,
 }
 
 /*
+ * The memo entry for a user's credential row, created if absent; the memo
+ * is made, or emptied, first when needed.
+ */
+static TsCredentialMemo *
+ts_credential_memo_entry(int32 realm_id, int64 user_id, bool *found)
+{
+	TsCredentialKey key;
+	TsCredentialMemo *memo;
+
+	if (ts_credential_memo != NULL &&
+		(ts_credential_memo_stale ||
+		 hash_get_num_entries(ts_credential_memo) >= TS_CREDENTIAL_MEMO_MAX))
+	{
+		hash_destroy(ts_credential_memo);
+		ts_credential_memo = NULL;
+	}
+	if (ts_credential_memo == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(TsCredentialKey);
+		ctl.entrysize = sizeof(TsCredentialMemo);
+		ctl.hcxt = TopMemoryContext;
+		ts_credential_memo = hash_create("pg_turnstile credential rows", 256, &ctl,
+										 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ts_credential_memo_stale = false;
+	}
+
+	memset(&key, 0, sizeof(key));	/* the padding is hashed too */
+	key.realm_id = realm_id;
+	key.user_id = user_id;
+	memo = hash_search(ts_credential_memo, &key, HASH_ENTER, found);
+	if (!*found)
+		ItemPointerSetInvalid(&memo->tid);
+	return memo;
+}
+
+/*
+ * Fetch a user's credential row into slot: from where it was last time if
+ * the snapshot still shows it there (see ts_realm_memo for why that is the
+ * current row), else by primary key.  False if there is none.
+ */
+static bool
+ts_fastpath_credential_row(Relation credential, int32 realm_id, int64 user_id,
+						   Snapshot snapshot, TupleTableSlot *slot)
+{
+	bool		remembered;
+	TsCredentialMemo *memo = ts_credential_memo_entry(realm_id, user_id, &remembered);
+	ScanKeyData keys[2];
+
+	if (remembered && ts_fastpath_fetch_at(credential, &memo->tid, snapshot, slot) &&
+		DatumGetInt32(slot->tts_values[ts_rels.cred_realm_id - 1]) == realm_id &&
+		DatumGetInt64(slot->tts_values[ts_rels.cred_user_id - 1]) == user_id)
+		return true;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
+	if (!ts_fastpath_fetch(credential, ts_rels.credential_by_key, keys, 2, snapshot, slot))
+	{
+		hash_search(ts_credential_memo, &memo->key, HASH_REMOVE, NULL);
+		return false;
+	}
+	memo->tid = slot->tts_tid;
+	return true;
+}
+
+/*
  * A user's credential in a realm if it is valid and fresh, else NULL.
  */
 static text *
@@ -215,12 +379,9 @@ ts_fastpath_credential(int32 realm_id, int64 user_id, Interval *ttl,
 {
 	Relation	credential = table_open(ts_rels.credential, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(credential, NULL);
-	ScanKeyData keys[2];
 	text	   *result = NULL;
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
-	if (ts_fastpath_fetch(credential, ts_rels.credential_by_key, keys, 2, snapshot, slot) &&
+	if (ts_fastpath_credential_row(credential, realm_id, user_id, snapshot, slot) &&
 		!slot->tts_isnull[ts_rels.cred_credential - 1] &&
 		!DatumGetBool(slot->tts_values[ts_rels.cred_invalidated - 1]) &&
 		!slot->tts_isnull[ts_rels.cred_validated_at - 1])
