@@ -285,3 +285,19 @@ SELECT name, value, slots FROM turnstile.counters WHERE name LIKE 'altered%' ORD
 SELECT turnstile.counter_drop('altered_plain'), turnstile.counter_drop('altered_hot');
 DROP TABLE slot_audit;
 DROP FUNCTION slot_audit();
+
+--
+-- A backend remembers where a hot counter's slot rows are; after a rewrite
+-- of the table, or a drop and a new counter of the same name, it finds them
+-- again.
+--
+SELECT turnstile.counter_create('roots', 0, 4);
+SELECT turnstile.counter_incr('roots', 1) FROM generate_series(1, 3);
+VACUUM FULL turnstile.counter_slot;
+SELECT turnstile.counter_incr('roots', 1) FROM generate_series(1, 3);
+SELECT turnstile.counter_drop('roots');
+SELECT turnstile.counter_create('roots', 100, 4);
+SELECT turnstile.counter_incr('roots', 1) FROM generate_series(1, 3);
+SELECT turnstile.counter_get('roots'),
+       (SELECT sum(value) FROM turnstile.counter_slot WHERE name = 'roots') AS table_sum;
+SELECT turnstile.counter_drop('roots');

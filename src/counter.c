@@ -453,8 +453,8 @@ ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
 		ts_store_close(&session);
 	}
 
-	outcome = ts_counter_slot_add(counter->name, slot, expected_slots, delta,
-								  snapshot, &added);
+	outcome = ts_counter_slot_add(counter->name, counter->key, slot, expected_slots,
+								  delta, snapshot, &added);
 	if (outcome == TS_SLOT_NO_DIRECT_PATH)
 		outcome = ts_counter_slot_add_sql(counter, slot, delta, snapshot, &added);
 

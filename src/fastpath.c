@@ -46,6 +46,7 @@
 #include "turnstile.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/stratnum.h"
@@ -91,6 +92,7 @@ typedef struct TsFastRels
 	AttrNumber	cred_credential;
 	AttrNumber	cred_invalidated;
 	AttrNumber	cred_validated_at;
+	AttrNumber	counter_name;
 	AttrNumber	counter_slots;
 	AttrNumber	counter_slot_no;
 	AttrNumber	counter_value;
@@ -140,6 +142,30 @@ typedef struct TsCredentialMemo
 static HTAB *ts_credential_memo = NULL;
 static bool ts_credential_memo_stale = false;	/* empty it before use */
 
+/*
+ * Where a hot counter's slot rows are: the root of each row's HOT chain,
+ * which is what the index points to and which stays put while the row is
+ * updated in place.  A hot increment reads every slot of its counter (its
+ * own to update, the others to sum); fetching them from their roots skips
+ * the index descent and its walk.  A version that the snapshot shows in the
+ * chain at a root, with the counter's name and that slot number, is the
+ * slot's current row (see ts_realm_memo); anything else (a row that moved
+ * to another page, a dropped counter, a root that was pruned and reused)
+ * sends the increment back to the index, which remembers the new roots.
+ */
+#define TS_SLOT_MEMO_COUNTERS	16
+#define TS_SLOT_MEMO_SLOTS		64
+
+typedef struct TsSlotMemo
+{
+	uint64		key;			/* the counter's lock key */
+	int			nslots;			/* 0: unused */
+	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
+} TsSlotMemo;
+
+static TsSlotMemo ts_slot_memo[TS_SLOT_MEMO_COUNTERS];
+static int	ts_slot_memo_next = 0;	/* the entry to replace next */
+
 static void
 ts_fastpath_forget(Datum arg, Oid relid)
 {
@@ -151,6 +177,7 @@ ts_fastpath_forget(Datum arg, Oid relid)
 		ts_rels_valid = false;
 		ts_realm_memo.valid = false;
 		ts_credential_memo_stale = true;
+		memset(ts_slot_memo, 0, sizeof(ts_slot_memo));
 	}
 }
 
@@ -196,6 +223,7 @@ ts_fastpath_lookup_rels(void)
 	ts_rels.cred_credential = get_attnum(ts_rels.credential, "credential");
 	ts_rels.cred_invalidated = get_attnum(ts_rels.credential, "invalidated");
 	ts_rels.cred_validated_at = get_attnum(ts_rels.credential, "validated_at");
+	ts_rels.counter_name = get_attnum(ts_rels.counter_slot, "name");
 	ts_rels.counter_slots = get_attnum(ts_rels.counter_slot, "slots");
 	ts_rels.counter_slot_no = get_attnum(ts_rels.counter_slot, "slot");
 	ts_rels.counter_value = get_attnum(ts_rels.counter_slot, "value");
@@ -587,39 +615,207 @@ ts_counter_slot_is_plain(Relation rel)
 }
 
 /*
+ * What one read of a counter's slot rows found.
+ */
+typedef struct TsSlotRows
+{
+	HeapTuple	own;			/* a copy of the row of the slot to update */
+	int64		own_value;
+	int64		own_version;
+	int32		slots;			/* the counter's slot count, from that row */
+	int64		others;			/* the sum of the other slots' values */
+	bool		others_overflowed;
+} TsSlotRows;
+
+static TsSlotMemo *
+ts_slot_memo_find(uint64 key)
+{
+	for (int i = 0; i < TS_SLOT_MEMO_COUNTERS; i++)
+		if (ts_slot_memo[i].nslots > 0 && ts_slot_memo[i].key == key)
+			return &ts_slot_memo[i];
+	return NULL;
+}
+
+/*
+ * Count one slot row, given its columns, into rows: the row of the slot to
+ * update is copied, the others are summed.
+ */
+static void
+ts_slot_rows_take(TsSlotRows *rows, int slot, Datum *values, HeapTuple tuple)
+{
+	int64		value = DatumGetInt64(values[ts_rels.counter_value - 1]);
+
+	if (DatumGetInt32(values[ts_rels.counter_slot_no - 1]) == slot)
+	{
+		rows->own = heap_copytuple(tuple);
+		rows->own_value = value;
+		rows->own_version = DatumGetInt64(values[ts_rels.counter_version - 1]);
+		rows->slots = DatumGetInt32(values[ts_rels.counter_slots - 1]);
+	}
+	else if (pg_add_s64_overflow(rows->others, value, &rows->others))
+		rows->others_overflowed = true;
+}
+
+/*
+ * Read a counter's slot rows through the primary key: with nkeys = 2 only
+ * the row of the given slot, with nkeys = 1 all of them.  Remembers where
+ * the rows of a hot counter are, for ts_slot_rows_at_roots.
+ */
+static void
+ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int nkeys,
+					  Snapshot snapshot, TsSlotRows *rows)
+{
+	Relation	index = index_open(ts_rels.counter_slot_by_key, RowExclusiveLock);
+	TupleTableSlot *tuple_slot = table_slot_create(rel, NULL);
+	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
+	int			nroots = 0;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	ItemPointer tid;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
+	for (int i = 0; i < nkeys; i++)
+		keys[i].sk_collation = index->rd_indcollation[i];
+	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	/* index_getnext_slot, keeping the TID the index gave: the chain's root */
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	{
+		ItemPointerData root = *tid;
+		bool		should_free;
+		HeapTuple	tuple;
+		int			slot_no;
+
+		if (!index_fetch_heap(scan, tuple_slot))
+			continue;			/* no version the snapshot shows */
+		tuple = ExecFetchSlotHeapTuple(tuple_slot, false, &should_free);
+		slot_getallattrs(tuple_slot);
+		ts_slot_rows_take(rows, slot, tuple_slot->tts_values, tuple);
+		/* in primary key order, so slot i is the i-th row if all are there */
+		slot_no = DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slot_no - 1]);
+		if (slot_no == nroots && nroots < TS_SLOT_MEMO_SLOTS)
+			roots[nroots++] = root;
+		if (should_free)
+			heap_freetuple(tuple);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(tuple_slot);
+	index_close(index, RowExclusiveLock);
+
+	if (nkeys == 1 && rows->own != NULL && rows->slots > 1 && rows->slots == nroots)
+	{
+		TsSlotMemo *memo = ts_slot_memo_find(key);
+
+		if (memo == NULL)
+		{
+			memo = &ts_slot_memo[ts_slot_memo_next];
+			ts_slot_memo_next = (ts_slot_memo_next + 1) % TS_SLOT_MEMO_COUNTERS;
+		}
+		memo->key = key;
+		memo->nslots = nroots;
+		memcpy(memo->roots, roots, nroots * sizeof(ItemPointerData));
+	}
+}
+
+/*
+ * Read every slot row of a hot counter from the roots remembered by
+ * ts_slot_rows_by_index.  False if any of them is not where it was: rows
+ * then holds nothing, and the caller asks the index.
+ */
+static bool
+ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
+					  Snapshot snapshot, TsSlotRows *rows)
+{
+	TsSlotMemo *memo = ts_slot_memo_find(key);
+	TupleDesc	desc = RelationGetDescr(rel);
+	size_t		name_len = strlen(name);
+	BlockNumber nblocks;
+	Buffer		buffer = InvalidBuffer;
+	bool		found = memo != NULL;
+
+	if (!found)
+		return false;
+	nblocks = RelationGetNumberOfBlocks(rel);
+	for (int i = 0; found && i < memo->nslots; i++)
+	{
+		ItemPointerData tid = memo->roots[i];
+		BlockNumber block = ItemPointerGetBlockNumber(&tid);
+		HeapTupleData tuple;
+		Datum		values[Natts_ts_counter_slot_max];
+		bool		isnull[Natts_ts_counter_slot_max];
+
+		/* a vacuum may have truncated the page away */
+		if (block >= nblocks)
+		{
+			found = false;
+			break;
+		}
+		if (!BufferIsValid(buffer) || BufferGetBlockNumber(buffer) != block)
+		{
+			if (BufferIsValid(buffer))
+				ReleaseBuffer(buffer);
+			buffer = ReadBuffer(rel, block);
+			/* as an index fetch would: prune the page while we are here */
+			heap_page_prune_opt(rel, buffer);
+		}
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		found = heap_hot_search_buffer(&tid, rel, buffer, snapshot, &tuple, NULL, true);
+		if (found)
+		{
+			text	   *row_name;
+
+			heap_deform_tuple(&tuple, desc, values, isnull);
+			row_name = DatumGetTextPP(values[ts_rels.counter_name - 1]);
+			found = VARSIZE_ANY_EXHDR(row_name) == name_len &&
+				memcmp(VARDATA_ANY(row_name), name, name_len) == 0 &&
+				DatumGetInt32(values[ts_rels.counter_slot_no - 1]) == i &&
+				DatumGetInt32(values[ts_rels.counter_slots - 1]) == memo->nslots;
+			if (found)
+				ts_slot_rows_take(rows, slot, values, &tuple);
+		}
+		LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
+	}
+	if (BufferIsValid(buffer))
+		ReleaseBuffer(buffer);
+
+	if (!found)
+	{
+		memo->nslots = 0;
+		if (rows->own != NULL)
+			heap_freetuple(rows->own);
+		memset(rows, 0, sizeof(*rows));
+	}
+	return found;
+}
+
+/*
  * Add delta to one slot of a counter, by direct heap and index access.  The
  * caller holds the lock that makes it the slot's only writer (keylock.c) and
  * passes the snapshot the isolation policy names, taken after that lock; so
  * the row this reads is the slot's latest version and the update cannot meet
  * a concurrent one.  expected_slots is the slot count the caller locked for:
  * for a plain counter one index probe finds the row; for a hot counter one
- * scan over all its slots finds the row and sums the others.
+ * read of all its slots finds the row and sums the others.
  *
  * TS_SLOT_NOT_ADDED means no row for that slot (the counter is missing or
  * was created anew with fewer slots), a counter that is hot where a plain one
  * was expected or the reverse (added->slots tells the actual count), or a
  * slot value that would leave the bigint range.  Nothing was written then,
  * and the caller chooses other locks.  On TS_SLOT_ADDED, *added tells the
- * slot's new value, the counter's actual slot count, and, if the scan
+ * slot's new value, the counter's actual slot count, and, if the read
  * covered every slot, the sum of the others.
  */
 TsSlotAdd
-ts_counter_slot_add(const char *name, int slot, int expected_slots, int64 delta,
-					Snapshot snapshot, TsSlotAdded *added)
+ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
+					int64 delta, Snapshot snapshot, TsSlotAdded *added)
 {
 	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
-	TupleTableSlot *tuple_slot;
-	ScanKeyData keys[2];
-	int			nkeys = expected_slots > 1 ? 1 : 2;
-	HeapTuple	old_tuple = NULL;
+	TsSlotRows	rows = {0};
 	HeapTuple	new_tuple;
 	Datum		values[Natts_ts_counter_slot_max];
 	bool		nulls[Natts_ts_counter_slot_max] = {false};
 	bool		replace[Natts_ts_counter_slot_max] = {false};
-	int64		slot_value = 0;
-	int64		version = 0;
 
 	ts_fastpath_lookup_rels();
 	rel = table_open(ts_rels.counter_slot, RowExclusiveLock);
@@ -631,65 +827,43 @@ ts_counter_slot_add(const char *name, int slot, int expected_slots, int64 delta,
 	}
 
 	memset(added, 0, sizeof(*added));
-	added->others_known = nkeys == 1;
-
-	index = index_open(ts_rels.counter_slot_by_key, RowExclusiveLock);
-	tuple_slot = table_slot_create(rel, NULL);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
-	for (int i = 0; i < nkeys; i++)
-		keys[i].sk_collation = index->rd_indcollation[i];
-	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, tuple_slot))
-	{
-		int64		value;
-
-		slot_getallattrs(tuple_slot);
-		value = DatumGetInt64(tuple_slot->tts_values[ts_rels.counter_value - 1]);
-		if (DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slot_no - 1]) == slot)
-		{
-			old_tuple = ExecCopySlotHeapTuple(tuple_slot);
-			slot_value = value;
-			version = DatumGetInt64(tuple_slot->tts_values[ts_rels.counter_version - 1]);
-			added->slots = DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slots - 1]);
-		}
-		else if (pg_add_s64_overflow(added->others, value, &added->others))
-			added->others_overflowed = true;
-	}
-	/* done with the index before writing to it */
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(tuple_slot);
-	index_close(index, RowExclusiveLock);
+	added->others_known = expected_slots > 1;
+	if (expected_slots == 1)
+		ts_slot_rows_by_index(rel, name, key, slot, 2, snapshot, &rows);
+	else if (!ts_slot_rows_at_roots(rel, name, key, slot, snapshot, &rows))
+		ts_slot_rows_by_index(rel, name, key, slot, 1, snapshot, &rows);
+	added->slots = rows.slots;
+	added->others = rows.others;
+	added->others_overflowed = rows.others_overflowed;
 
 	/* a lock chosen for a plain counter does not fit a hot one, or back */
-	if (old_tuple == NULL || (added->slots > 1) != (expected_slots > 1) ||
-		pg_add_s64_overflow(slot_value, delta, &added->slot_value))
+	if (rows.own == NULL || (rows.slots > 1) != (expected_slots > 1) ||
+		pg_add_s64_overflow(rows.own_value, delta, &added->slot_value))
 	{
 		table_close(rel, RowExclusiveLock);
 		return TS_SLOT_NOT_ADDED;
 	}
 
 	values[ts_rels.counter_value - 1] = Int64GetDatum(added->slot_value);
-	values[ts_rels.counter_version - 1] = Int64GetDatum(version + 1);
+	values[ts_rels.counter_version - 1] = Int64GetDatum(rows.own_version + 1);
 	values[ts_rels.counter_updated_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	replace[ts_rels.counter_value - 1] = true;
 	replace[ts_rels.counter_version - 1] = true;
 	replace[ts_rels.counter_updated_at - 1] = true;
-	new_tuple = heap_modify_tuple(old_tuple, RelationGetDescr(rel), values, nulls, replace);
+	new_tuple = heap_modify_tuple(rows.own, RelationGetDescr(rel), values, nulls, replace);
 
 	/*
 	 * Under the caller's lock nobody else writes this row, so the update
 	 * meets no concurrent one; a writer that bypasses turnstile's functions
 	 * gets simple_heap_update's "tuple concurrently updated" error here.
 	 */
-	CatalogTupleUpdate(rel, &old_tuple->t_self, new_tuple);
+	CatalogTupleUpdate(rel, &rows.own->t_self, new_tuple);
 
 	/* let the rest of this transaction, and this statement, see the change */
 	CommandCounterIncrement();
 
 	heap_freetuple(new_tuple);
-	heap_freetuple(old_tuple);
+	heap_freetuple(rows.own);
 	table_close(rel, RowExclusiveLock);
 	return TS_SLOT_ADDED;
 }

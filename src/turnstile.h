@@ -148,13 +148,14 @@ typedef struct TsSlotAdded
 	int64		slot_value;		/* the slot's new value */
 	int32		slots;			/* the counter's slot count, from the row; 0
 								 * if there is none */
-	bool		others_known;	/* the scan covered every slot */
+	bool		others_known;	/* the read covered every slot */
 	bool		others_overflowed;	/* the other slots sum past bigint */
 	int64		others;			/* the sum of the other slots */
 } TsSlotAdded;
 
-extern TsSlotAdd ts_counter_slot_add(const char *name, int slot, int expected_slots,
-									 int64 delta, Snapshot snapshot, TsSlotAdded *added);
+extern TsSlotAdd ts_counter_slot_add(const char *name, uint64 key, int slot,
+									 int expected_slots, int64 delta, Snapshot snapshot,
+									 TsSlotAdded *added);
 
 /* worker.c */
 extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
