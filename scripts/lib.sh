@@ -49,6 +49,7 @@ PACKAGES=(
 	default-jdk-headless
 	python3
 	python3-psycopg2
+	valgrind
 )
 
 CLUSTER_STARTED=0
