@@ -281,6 +281,23 @@ DROP INDEX turnstile.counter_slot_by_value;
 -- and without them, the direct path again
 SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
 SELECT name, count(*) AS updates FROM slot_audit GROUP BY name ORDER BY name;
+-- a CHECK constraint holds for increments too
+ALTER TABLE turnstile.counter_slot
+	ADD CONSTRAINT slot_at_most_10 CHECK (value <= 10) NOT VALID;
+\set VERBOSITY terse
+SELECT turnstile.counter_incr('altered_plain', 5);
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.counter_incr('altered_hot', 30);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+ALTER TABLE turnstile.counter_slot DROP CONSTRAINT slot_at_most_10;
+-- a column the direct path needs, renamed, is an error, not a wrong write
+ALTER TABLE turnstile.counter_slot RENAME COLUMN updated_at TO changed_at;
+\set VERBOSITY terse
+SELECT turnstile.counter_incr('altered_plain', 1);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+ALTER TABLE turnstile.counter_slot RENAME COLUMN changed_at TO updated_at;
 SELECT name, value, slots FROM turnstile.counters WHERE name LIKE 'altered%' ORDER BY name;
 SELECT turnstile.counter_drop('altered_plain'), turnstile.counter_drop('altered_hot');
 DROP TABLE slot_audit;

@@ -281,6 +281,19 @@ ts_counter_value(const TsCounter *counter, const TsCounterState *state)
 	return state->value;
 }
 
+static void
+ts_report_changed(const TsCounter *counter)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("counter \"%s\" was changed by a concurrent transaction",
+					counter->name),
+			 errdetail("turnstile.isolation is \"%s\" and the counter changed after this transaction's snapshot was taken.",
+					   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
+					   "serializable" : "repeatable read"),
+			 errhint("Retry the transaction.")));
+}
+
 /*
  * Under "repeatable read" and "serializable", refuse to act when the key
  * changed after the caller's snapshot.  Call with the key locked, so that the
@@ -301,15 +314,10 @@ ts_counter_check_unchanged(const TsCounter *counter, Snapshot snapshot)
 	ts_counter_read(counter, latest_snapshot, &latest);
 	ts_policy_release(latest_snapshot);
 
-	if (seen.exists != latest.exists || seen.version != latest.version)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("counter \"%s\" was changed by a concurrent transaction",
-						counter->name),
-				 errdetail("turnstile.isolation is \"%s\" and the counter changed after this transaction's snapshot was taken.",
-						   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
-						   "serializable" : "repeatable read"),
-				 errhint("Retry the transaction.")));
+	/* created_at tells a counter dropped and created again */
+	if (seen.exists != latest.exists || seen.version != latest.version ||
+		seen.created_at != latest.created_at)
+		ts_report_changed(counter);
 }
 
 /*
@@ -457,6 +465,8 @@ ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
 								  delta, snapshot, &added);
 	if (outcome == TS_SLOT_NO_DIRECT_PATH)
 		outcome = ts_counter_slot_add_sql(counter, slot, delta, snapshot, &added);
+	if (outcome == TS_SLOT_CHANGED)
+		ts_report_changed(counter);
 
 	if (outcome == TS_SLOT_ADDED)
 	{

@@ -55,6 +55,7 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "common/int.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "mb/pg_wchar.h"
 #include "storage/bufmgr.h"
@@ -191,6 +192,24 @@ ts_fastpath_relid(const char *name, Oid nspid)
 	return relid;
 }
 
+/*
+ * A column's number; an error if the column is gone, since the fast paths
+ * index their rows' columns by it.
+ */
+static AttrNumber
+ts_fastpath_attnum(Oid relid, const char *column)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_turnstile table %s has no column \"%s\"",
+						get_rel_name(relid), column),
+				 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
+	return attnum;
+}
+
 static void
 ts_fastpath_lookup_rels(void)
 {
@@ -212,23 +231,23 @@ ts_fastpath_lookup_rels(void)
 	ts_rels.counter_slot_by_key = ts_fastpath_relid("counter_slot_pkey", nspid);
 	ts_rels.realm_grant = ts_fastpath_relid("realm_grant", nspid);
 	ts_rels.realm_grant_by_key = ts_fastpath_relid("realm_grant_pkey", nspid);
-	ts_rels.realm_id = get_attnum(ts_rels.realm, "realm_id");
-	ts_rels.realm_name = get_attnum(ts_rels.realm, "name");
-	ts_rels.realm_ttl = get_attnum(ts_rels.realm, "ttl");
-	ts_rels.realm_refresh_ahead = get_attnum(ts_rels.realm, "refresh_ahead");
-	ts_rels.realm_registered_by = get_attnum(ts_rels.realm, "registered_by");
-	ts_rels.grant_grantee = get_attnum(ts_rels.realm_grant, "grantee");
-	ts_rels.cred_realm_id = get_attnum(ts_rels.credential, "realm_id");
-	ts_rels.cred_user_id = get_attnum(ts_rels.credential, "user_id");
-	ts_rels.cred_credential = get_attnum(ts_rels.credential, "credential");
-	ts_rels.cred_invalidated = get_attnum(ts_rels.credential, "invalidated");
-	ts_rels.cred_validated_at = get_attnum(ts_rels.credential, "validated_at");
-	ts_rels.counter_name = get_attnum(ts_rels.counter_slot, "name");
-	ts_rels.counter_slots = get_attnum(ts_rels.counter_slot, "slots");
-	ts_rels.counter_slot_no = get_attnum(ts_rels.counter_slot, "slot");
-	ts_rels.counter_value = get_attnum(ts_rels.counter_slot, "value");
-	ts_rels.counter_version = get_attnum(ts_rels.counter_slot, "version");
-	ts_rels.counter_updated_at = get_attnum(ts_rels.counter_slot, "updated_at");
+	ts_rels.realm_id = ts_fastpath_attnum(ts_rels.realm, "realm_id");
+	ts_rels.realm_name = ts_fastpath_attnum(ts_rels.realm, "name");
+	ts_rels.realm_ttl = ts_fastpath_attnum(ts_rels.realm, "ttl");
+	ts_rels.realm_refresh_ahead = ts_fastpath_attnum(ts_rels.realm, "refresh_ahead");
+	ts_rels.realm_registered_by = ts_fastpath_attnum(ts_rels.realm, "registered_by");
+	ts_rels.grant_grantee = ts_fastpath_attnum(ts_rels.realm_grant, "grantee");
+	ts_rels.cred_realm_id = ts_fastpath_attnum(ts_rels.credential, "realm_id");
+	ts_rels.cred_user_id = ts_fastpath_attnum(ts_rels.credential, "user_id");
+	ts_rels.cred_credential = ts_fastpath_attnum(ts_rels.credential, "credential");
+	ts_rels.cred_invalidated = ts_fastpath_attnum(ts_rels.credential, "invalidated");
+	ts_rels.cred_validated_at = ts_fastpath_attnum(ts_rels.credential, "validated_at");
+	ts_rels.counter_name = ts_fastpath_attnum(ts_rels.counter_slot, "name");
+	ts_rels.counter_slots = ts_fastpath_attnum(ts_rels.counter_slot, "slots");
+	ts_rels.counter_slot_no = ts_fastpath_attnum(ts_rels.counter_slot, "slot");
+	ts_rels.counter_value = ts_fastpath_attnum(ts_rels.counter_slot, "value");
+	ts_rels.counter_version = ts_fastpath_attnum(ts_rels.counter_slot, "version");
+	ts_rels.counter_updated_at = ts_fastpath_attnum(ts_rels.counter_slot, "updated_at");
 	ts_rels_valid = true;
 }
 
@@ -596,8 +615,10 @@ ts_counter_sum(const char *name, Snapshot snapshot, int64 *value, bool *overflow
 
 /*
  * May the direct write path update counter_slot?  Only while the table is as
- * the extension created it: no triggers (they must fire) and no index but
- * the primary key (CatalogTupleUpdate maintains plain-column indexes only).
+ * the extension created it: no triggers, rules, row security, CHECK
+ * constraints or generated columns (the executor applies them, a direct
+ * update would not) and no index but the primary key (CatalogTupleUpdate
+ * maintains plain-column indexes only).
  */
 static bool
 ts_counter_slot_is_plain(Relation rel)
@@ -605,7 +626,10 @@ ts_counter_slot_is_plain(Relation rel)
 	List	   *indexes;
 	bool		plain;
 
-	if (rel->trigdesc != NULL)
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
+		(constr != NULL && (constr->num_check > 0 || constr->has_generated_stored)))
 		return false;
 	indexes = RelationGetIndexList(rel);
 	plain = list_length(indexes) == 1 &&
@@ -766,6 +790,14 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 			text	   *row_name;
 
 			heap_deform_tuple(&tuple, desc, values, isnull);
+			/* a name stored out of line is not read under the buffer lock */
+			if (VARATT_IS_EXTERNAL(DatumGetPointer(values[ts_rels.counter_name - 1])) ||
+				VARATT_IS_COMPRESSED(DatumGetPointer(values[ts_rels.counter_name - 1])))
+			{
+				found = false;
+				LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
+				break;
+			}
 			row_name = DatumGetTextPP(values[ts_rels.counter_name - 1]);
 			found = VARSIZE_ANY_EXHDR(row_name) == name_len &&
 				memcmp(VARDATA_ANY(row_name), name, name_len) == 0 &&
@@ -790,6 +822,22 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 }
 
 /*
+ * Is the row version at tid visible to a snapshot of the latest committed
+ * state, that is, nobody has updated or deleted it since?
+ */
+static bool
+ts_fastpath_row_is_latest(Relation rel, ItemPointer tid)
+{
+	Snapshot	latest = ts_latest_snapshot();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		visible = ts_fastpath_fetch_at(rel, tid, latest, slot);
+
+	ExecDropSingleTupleTableSlot(slot);
+	ts_policy_release(latest);
+	return visible;
+}
+
+/*
  * Add delta to one slot of a counter, by direct heap and index access.  The
  * caller holds the lock that makes it the slot's only writer (keylock.c) and
  * passes the snapshot the isolation policy names, taken after that lock; so
@@ -798,7 +846,8 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
  * for a plain counter one index probe finds the row; for a hot counter one
  * read of all its slots finds the row and sums the others.
  *
- * TS_SLOT_NOT_ADDED means no row for that slot (the counter is missing or
+ * TS_SLOT_CHANGED means that under "repeatable read" the row was changed
+ * after the caller's snapshot.  TS_SLOT_NOT_ADDED means no row for that slot (the counter is missing or
  * was created anew with fewer slots), a counter that is hot where a plain one
  * was expected or the reverse (added->slots tells the actual count), or a
  * slot value that would leave the bigint range.  Nothing was written then,
@@ -844,6 +893,19 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 		return TS_SLOT_NOT_ADDED;
 	}
 
+	/*
+	 * Under "repeatable read" the rows were read with the caller's snapshot,
+	 * which the caller compared with the latest state.  Make sure all the
+	 * same that the row to update is its slot's latest version, so that a
+	 * change the comparison missed gives 40001, not heap_update's internal
+	 * "tuple concurrently updated".
+	 */
+	if (!ts_policy_uses_latest() && !ts_fastpath_row_is_latest(rel, &rows.own->t_self))
+	{
+		table_close(rel, RowExclusiveLock);
+		return TS_SLOT_CHANGED;
+	}
+
 	values[ts_rels.counter_value - 1] = Int64GetDatum(added->slot_value);
 	values[ts_rels.counter_version - 1] = Int64GetDatum(rows.own_version + 1);
 	values[ts_rels.counter_updated_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -857,6 +919,7 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 	 * meets no concurrent one; a writer that bypasses turnstile's functions
 	 * gets simple_heap_update's "tuple concurrently updated" error here.
 	 */
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	CatalogTupleUpdate(rel, &rows.own->t_self, new_tuple);
 
 	/* let the rest of this transaction, and this statement, see the change */

@@ -140,6 +140,8 @@ typedef enum TsSlotAdd
 	TS_SLOT_NOT_ADDED,			/* no such slot row, the counter is hot where
 								 * plain was expected or the reverse, or it
 								 * would overflow */
+	TS_SLOT_CHANGED,			/* under "repeatable read", changed after the
+								 * caller's snapshot */
 	TS_SLOT_NO_DIRECT_PATH		/* the table was altered: use SQL */
 } TsSlotAdd;
 
