@@ -23,7 +23,7 @@
  * it updates:
  *
  *	- for the few hot counters this backend incremented lately, it remembers
- *	  the count (the hot hints below);
+ *	  the count (fastpath.c, with where their rows are);
  *	- otherwise it guesses plain: if the counter's lock is free it takes it
  *	  exclusively and updates slot 0 straight away, as most counters are
  *	  plain; if the lock is busy it first reads the counter's slot 0 row
@@ -152,53 +152,6 @@ static TsStatement ts_stmt_list = {
 	" GROUP BY name ORDER BY name",
 	0, {InvalidOid}
 };
-
-/*
- * Hot hints: the slot counts of the hot counters this backend incremented
- * lately, by counter key, so that their increments skip the probe of slot 0
- * (a read of the most contended row there is).  Plain counters are never
- * remembered, so 10,000 plain counters cannot crowd the hot ones out.  A hint
- * is only a guess that the increment checks against the row it updates (see
- * the header comment); a key collision costs the same as a stale hint.
- */
-#define TS_HOT_HINTS	16
-
-typedef struct TsHotHint
-{
-	uint64		key;
-	int32		slots;			/* 0: unused */
-} TsHotHint;
-
-static TsHotHint ts_hot_hints[TS_HOT_HINTS];
-static int	ts_hot_hint_next = 0;	/* the entry to replace next */
-
-/* The remembered slot count of a counter, or 0 if there is none. */
-static int
-ts_hot_hint(uint64 key)
-{
-	for (int i = 0; i < TS_HOT_HINTS; i++)
-		if (ts_hot_hints[i].slots > 0 && ts_hot_hints[i].key == key)
-			return ts_hot_hints[i].slots;
-	return 0;
-}
-
-/* Remember a counter's slot count if it is hot, else forget it. */
-static void
-ts_hot_hint_learn(uint64 key, int slots)
-{
-	for (int i = 0; i < TS_HOT_HINTS; i++)
-		if (ts_hot_hints[i].slots > 0 && ts_hot_hints[i].key == key)
-		{
-			ts_hot_hints[i].slots = slots > 1 ? slots : 0;
-			return;
-		}
-	if (slots > 1)
-	{
-		ts_hot_hints[ts_hot_hint_next].key = key;
-		ts_hot_hints[ts_hot_hint_next].slots = slots;
-		ts_hot_hint_next = (ts_hot_hint_next + 1) % TS_HOT_HINTS;
-	}
-}
 
 /*
  * Read the name argument and compute its key.
@@ -432,6 +385,7 @@ ts_counter_slot_add_sql(const TsCounter *counter, int slot, int64 delta,
 	{
 		added->slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
 		added->slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
+		ts_counter_slots_remember(counter->key, added->slots);
 		outcome = TS_SLOT_ADDED;
 	}
 	ts_store_close(&session);
@@ -506,7 +460,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 		ts_require_writable(psprintf("counter \"%s\"", counter->name));
 	ts_policy_check_level();
 
-	slots = ts_hot_hint(counter->key);
+	slots = ts_counter_slots_remembered(counter->key);
 	if (slots == 0)
 	{
 		/*
@@ -534,10 +488,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
 		if (ts_counter_try_add(counter, slot, slots, delta, &result,
 							   &actual_slots) == TS_SLOT_ADDED)
-		{
-			ts_hot_hint_learn(counter->key, actual_slots);
 			return result;
-		}
 		ts_unlock_counter_slot(counter->key, slot);
 	}
 	else
@@ -548,7 +499,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	}
 
 exclusive:
-	ts_hot_hint_learn(counter->key, 1);
+	ts_counter_slots_remember(counter->key, 1);
 	ts_store_open(&session);
 	result = ts_counter_add_exclusive(counter, delta);
 	ts_store_close(&session);

@@ -144,15 +144,23 @@ static HTAB *ts_credential_memo = NULL;
 static bool ts_credential_memo_stale = false;	/* empty it before use */
 
 /*
- * Where a hot counter's slot rows are: the root of each row's HOT chain,
- * which is what the index points to and which stays put while the row is
- * updated in place.  A hot increment reads every slot of its counter (its
- * own to update, the others to sum); fetching them from their roots skips
- * the index descent and its walk.  A version that the snapshot shows in the
- * chain at a root, with the counter's name and that slot number, is the
- * slot's current row (see ts_realm_memo); anything else (a row that moved
- * to another page, a dropped counter, a root that was pruned and reused)
- * sends the increment back to the index, which remembers the new roots.
+ * What a backend remembers of the hot counters it incremented lately.
+ *
+ * Their slot count, so that an increment can choose its locks without first
+ * reading slot 0, the most contended row there is (counter.c).  Plain
+ * counters are never remembered, so 10,000 of them cannot crowd the hot
+ * ones out.  The count is a guess that the increment checks against the row
+ * it updates; a key collision costs the same as a stale count.
+ *
+ * And where their slot rows are: the root of each row's HOT chain, which is
+ * what the index points to and which stays put while the row is updated in
+ * place.  A hot increment reads every slot of its counter (its own to
+ * update, the others to sum); fetching them from their roots skips the index
+ * descent and its walk.  A version that the snapshot shows in the chain at a
+ * root, with the counter's name and that slot number, is the slot's current
+ * row (see ts_realm_memo); anything else (a row that moved to another page,
+ * a dropped counter, a root that was pruned and reused) sends the increment
+ * back to the index, which remembers the new roots.
  */
 #define TS_SLOT_MEMO_COUNTERS	16
 #define TS_SLOT_MEMO_SLOTS		64
@@ -160,7 +168,8 @@ static bool ts_credential_memo_stale = false;	/* empty it before use */
 typedef struct TsSlotMemo
 {
 	uint64		key;			/* the counter's lock key */
-	int			nslots;			/* 0: unused */
+	int			slots;			/* its slot count; 0: entry unused */
+	int			nroots;			/* slots when the roots are known, else 0 */
 	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
 } TsSlotMemo;
 
@@ -655,9 +664,46 @@ static TsSlotMemo *
 ts_slot_memo_find(uint64 key)
 {
 	for (int i = 0; i < TS_SLOT_MEMO_COUNTERS; i++)
-		if (ts_slot_memo[i].nslots > 0 && ts_slot_memo[i].key == key)
+		if (ts_slot_memo[i].slots > 0 && ts_slot_memo[i].key == key)
 			return &ts_slot_memo[i];
 	return NULL;
+}
+
+/*
+ * The slot count remembered for a counter (see TsSlotMemo), 0 if none.
+ */
+int
+ts_counter_slots_remembered(uint64 key)
+{
+	TsSlotMemo *memo = ts_slot_memo_find(key);
+
+	return memo != NULL ? memo->slots : 0;
+}
+
+/*
+ * Remember a counter's slot count if it is hot, else forget the counter.
+ */
+void
+ts_counter_slots_remember(uint64 key, int slots)
+{
+	TsSlotMemo *memo = ts_slot_memo_find(key);
+
+	if (slots <= 1)
+	{
+		if (memo != NULL)
+			memo->slots = 0;
+		return;
+	}
+	if (memo == NULL)
+	{
+		memo = &ts_slot_memo[ts_slot_memo_next];
+		ts_slot_memo_next = (ts_slot_memo_next + 1) % TS_SLOT_MEMO_COUNTERS;
+		memo->key = key;
+		memo->nroots = 0;
+	}
+	if (memo->slots != slots)
+		memo->nroots = 0;
+	memo->slots = slots;
 }
 
 /*
@@ -727,18 +773,17 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 	ExecDropSingleTupleTableSlot(tuple_slot);
 	index_close(index, RowExclusiveLock);
 
+	if (rows->own != NULL)
+		ts_counter_slots_remember(key, rows->slots);
 	if (nkeys == 1 && rows->own != NULL && rows->slots > 1 && rows->slots == nroots)
 	{
 		TsSlotMemo *memo = ts_slot_memo_find(key);
 
-		if (memo == NULL)
+		if (memo != NULL)
 		{
-			memo = &ts_slot_memo[ts_slot_memo_next];
-			ts_slot_memo_next = (ts_slot_memo_next + 1) % TS_SLOT_MEMO_COUNTERS;
+			memcpy(memo->roots, roots, nroots * sizeof(ItemPointerData));
+			memo->nroots = nroots;
 		}
-		memo->key = key;
-		memo->nslots = nroots;
-		memcpy(memo->roots, roots, nroots * sizeof(ItemPointerData));
 	}
 }
 
@@ -756,12 +801,12 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 	size_t		name_len = strlen(name);
 	BlockNumber nblocks;
 	Buffer		buffer = InvalidBuffer;
-	bool		found = memo != NULL;
+	bool		found = memo != NULL && memo->nroots > 0;
 
 	if (!found)
 		return false;
 	nblocks = RelationGetNumberOfBlocks(rel);
-	for (int i = 0; found && i < memo->nslots; i++)
+	for (int i = 0; found && i < memo->nroots; i++)
 	{
 		ItemPointerData tid = memo->roots[i];
 		BlockNumber block = ItemPointerGetBlockNumber(&tid);
@@ -802,7 +847,7 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 			found = VARSIZE_ANY_EXHDR(row_name) == name_len &&
 				memcmp(VARDATA_ANY(row_name), name, name_len) == 0 &&
 				DatumGetInt32(values[ts_rels.counter_slot_no - 1]) == i &&
-				DatumGetInt32(values[ts_rels.counter_slots - 1]) == memo->nslots;
+				DatumGetInt32(values[ts_rels.counter_slots - 1]) == memo->nroots;
 			if (found)
 				ts_slot_rows_take(rows, slot, values, &tuple);
 		}
@@ -813,7 +858,7 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 
 	if (!found)
 	{
-		memo->nslots = 0;
+		memo->nroots = 0;
 		if (rows->own != NULL)
 			heap_freetuple(rows->own);
 		memset(rows, 0, sizeof(*rows));

@@ -155,6 +155,8 @@ typedef struct TsSlotAdded
 	int64		others;			/* the sum of the other slots */
 } TsSlotAdded;
 
+extern int	ts_counter_slots_remembered(uint64 key);
+extern void ts_counter_slots_remember(uint64 key, int slots);
 extern TsSlotAdd ts_counter_slot_add(const char *name, uint64 key, int slot,
 									 int expected_slots, int64 delta, Snapshot snapshot,
 									 TsSlotAdded *added);
