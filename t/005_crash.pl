@@ -31,6 +31,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use FindBin;
+use lib $FindBin::RealBin;
+use TurnstileTest;
 
 my $clients = 8;
 
@@ -191,41 +194,8 @@ sub check_counters
 		$maybe{"$phase:$client:" . ($k + 1)} = $client + 1
 		  if $open{$pc} && commits($k + 1);
 	}
-	my %ledger = map { my ($key, $hot) = split /\|/; ($key => $hot) }
-	  split /\n/, $node->safe_psql('postgres',
+	my ($ledger_plain, $plain, $hot, $version) = check_ledger($node, $what, \%acked, \%maybe,
 		q{SELECT phase || ':' || client || ':' || n, hot FROM ledger});
-
-	my @lost = grep { !exists $ledger{$_} } sort keys %acked;
-	my @invented = grep { !exists $acked{$_} && !exists $maybe{$_} } sort keys %ledger;
-	my $unacked = grep { exists $maybe{$_} } keys %ledger;
-	is(scalar(@lost), 0, "$what: every acknowledged transaction is in the ledger")
-	  or diag "lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]";
-	is(scalar(@invented), 0, "$what: the ledger holds no transaction that was not attempted")
-	  or diag "invented: @invented[0 .. ($#invented < 9 ? $#invented : 9)]";
-
-	my ($acked_plain, $acked_hot) = (scalar(keys %acked), 0);
-	$acked_hot += $_ foreach values %acked;
-	my ($attempted_plain, $attempted_hot) = ($acked_plain + scalar(keys %maybe), $acked_hot);
-	$attempted_hot += $_ foreach values %maybe;
-	my ($ledger_plain, $ledger_hot) = (scalar(keys %ledger), 0);
-	$ledger_hot += $_ foreach values %ledger;
-
-	my ($plain, $hot, $hot_view, $version) = split /\|/, $node->safe_psql('postgres', q{
-		SELECT turnstile.counter_get('plain'), turnstile.counter_get('hot'),
-			   (SELECT value FROM turnstile.counters WHERE name = 'hot'),
-			   (SELECT version FROM turnstile.counter_info('plain'))});
-	note "$what, all phases so far: plain $plain (acknowledged $acked_plain, "
-	  . "attempted $attempted_plain), hot $hot (acknowledged $acked_hot, "
-	  . "attempted $attempted_hot); $unacked in-flight transactions committed "
-	  . "without the client hearing of it";
-
-	cmp_ok($plain, '>=', $acked_plain, "$what: plain counter >= acknowledged increments");
-	cmp_ok($plain, '<=', $attempted_plain, "$what: plain counter <= attempted increments");
-	cmp_ok($hot, '>=', $acked_hot, "$what: hot counter >= acknowledged increments");
-	cmp_ok($hot, '<=', $attempted_hot, "$what: hot counter <= attempted increments");
-	is($plain, $ledger_plain, "$what: plain counter equals the committed increments");
-	is($hot, $ledger_hot, "$what: hot counter equals the committed increments");
-	is($hot_view, $hot, "$what: the counters view agrees");
 	is($version, $ledger_plain + 1,
 		"$what: plain counter version counts the committed changes");
 	return ($plain, $hot);

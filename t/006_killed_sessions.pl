@@ -41,6 +41,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
+use FindBin;
+use lib $FindBin::RealBin;
+use TurnstileTest;
 
 my $rounds = 4;
 my $round_seconds = 3;
@@ -275,36 +278,8 @@ foreach my $rc (keys %ended)
 	$acked{"$round:$client:$_"} = $client + 1 foreach 1 .. $ended{$rc};
 	$maybe{"$round:$client:" . ($ended{$rc} + 1)} = $client + 1;
 }
-my %ledger = map { my ($key, $hot) = split /\|/; ($key => $hot) }
-  split /\n/, $node->safe_psql('postgres',
+check_ledger($node, 'killed sessions', \%acked, \%maybe,
 	q{SELECT round || ':' || client || ':' || n, hot FROM ledger});
-my @lost = grep { !exists $ledger{$_} } sort keys %acked;
-my @invented = grep { !exists $acked{$_} && !exists $maybe{$_} } sort keys %ledger;
-my $unacked = grep { exists $maybe{$_} } keys %ledger;
-is(scalar(@lost), 0, 'every acknowledged transaction is in the ledger')
-  or diag "lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]";
-is(scalar(@invented), 0, 'the ledger holds no transaction that was not attempted')
-  or diag "invented: @invented[0 .. ($#invented < 9 ? $#invented : 9)]";
-
-my ($acked_plain, $acked_hot) = (scalar(keys %acked), 0);
-$acked_hot += $_ foreach values %acked;
-my ($attempted_plain, $attempted_hot) = ($acked_plain + scalar(keys %maybe), $acked_hot);
-$attempted_hot += $_ foreach values %maybe;
-my ($ledger_plain, $ledger_hot) = (scalar(keys %ledger), 0);
-$ledger_hot += $_ foreach values %ledger;
-my ($plain, $hot, $hot_view) = split /\|/, $node->safe_psql('postgres', q{
-	SELECT turnstile.counter_get('plain'), turnstile.counter_get('hot'),
-		   (SELECT value FROM turnstile.counters WHERE name = 'hot')});
-note "plain $plain (acknowledged $acked_plain, attempted $attempted_plain), "
-  . "hot $hot (acknowledged $acked_hot, attempted $attempted_hot); "
-  . "$unacked in-flight transactions committed unacknowledged";
-cmp_ok($plain, '>=', $acked_plain, 'plain counter >= acknowledged increments');
-cmp_ok($plain, '<=', $attempted_plain, 'plain counter <= attempted increments');
-cmp_ok($hot, '>=', $acked_hot, 'hot counter >= acknowledged increments');
-cmp_ok($hot, '<=', $attempted_hot, 'hot counter <= attempted increments');
-is($plain, $ledger_plain, 'plain counter equals the committed increments');
-is($hot, $ledger_hot, 'hot counter equals the committed increments');
-is($hot_view, $hot, 'the counters view agrees');
 
 # Credentials.  Per realm and user: status (missing when nothing was ever
 # stored), the logins the cache counted, and the service's count and last

@@ -21,6 +21,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use TurnstileTest;
 use IPC::Run;
 
 my $pgbouncer = '/usr/sbin/pgbouncer';
@@ -39,28 +42,11 @@ $node->start;
 
 my $user = $node->safe_psql('postgres', 'SELECT current_user');
 
+$node->safe_psql('postgres', login_service_sql($login_seconds));
 $node->safe_psql('postgres', qq{
 	CREATE EXTENSION pg_turnstile;
 	CREATE TABLE ledger (protocol text NOT NULL, delta bigint NOT NULL,
 						 client integer NOT NULL, backend integer NOT NULL);
-	CREATE TABLE svc_token (user_id bigint PRIMARY KEY, token text NOT NULL, n integer NOT NULL);
-	CREATE TABLE svc_login_log (user_id bigint NOT NULL, token text NOT NULL);
-	CREATE FUNCTION svc_login(uid bigint) RETURNS text LANGUAGE plpgsql AS \$\$
-	DECLARE
-		issued text;
-	BEGIN
-		PERFORM pg_sleep($login_seconds);	-- the service is slow
-		INSERT INTO svc_token AS t VALUES (uid, 'tok-' || uid || '-1', 1)
-			ON CONFLICT (user_id) DO UPDATE
-			SET n = t.n + 1, token = 'tok-' || uid || '-' || (t.n + 1)
-			RETURNING token INTO issued;
-		INSERT INTO svc_login_log VALUES (uid, issued);
-		RETURN issued;
-	END \$\$;
-	CREATE FUNCTION svc_validate(uid bigint, credential text) RETURNS boolean
-	LANGUAGE sql AS \$\$
-		SELECT EXISTS (SELECT FROM svc_token WHERE user_id = uid AND token = credential)
-	\$\$;
 	CREATE TABLE got (user_id bigint NOT NULL, credential text NOT NULL,
 					  backend integer NOT NULL);
 });

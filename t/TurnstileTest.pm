@@ -1,0 +1,92 @@
+# Copyright: pg_turnstile contributors
+#
+# t/TurnstileTest.pm — fixtures that several TAP files of pg_turnstile share:
+# a slow login service for the credential tests, and the check of a ledger of
+# increments against what the clients saw and against the counters.
+package TurnstileTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Test::More;
+
+our @EXPORT = qw(login_service_sql check_ledger);
+
+# SQL that creates a login service taking $seconds per login.  svc_login(uid)
+# issues tok-UID-1, tok-UID-2, ... and logs every token it issued in
+# svc_login_log; a new login squeezes the previous token out, so
+# svc_validate(uid, credential) accepts only the newest.
+sub login_service_sql
+{
+	my ($seconds) = @_;
+	return qq{
+	CREATE TABLE svc_token (user_id bigint PRIMARY KEY, token text NOT NULL, n integer NOT NULL);
+	CREATE TABLE svc_login_log (user_id bigint NOT NULL, token text NOT NULL);
+	CREATE FUNCTION svc_login(uid bigint) RETURNS text LANGUAGE plpgsql AS \$\$
+	DECLARE
+		issued text;
+	BEGIN
+		PERFORM pg_sleep($seconds);	-- the service is slow
+		INSERT INTO svc_token AS t VALUES (uid, 'tok-' || uid || '-1', 1)
+			ON CONFLICT (user_id) DO UPDATE
+			SET n = t.n + 1, token = 'tok-' || uid || '-' || (t.n + 1)
+			RETURNING token INTO issued;
+		INSERT INTO svc_login_log VALUES (uid, issued);
+		RETURN issued;
+	END \$\$;
+	CREATE FUNCTION svc_validate(uid bigint, credential text) RETURNS boolean
+	LANGUAGE sql AS \$\$
+		SELECT EXISTS (SELECT FROM svc_token WHERE user_id = uid AND token = credential)
+	\$\$;
+};
+}
+
+# Check a ledger of committed transactions, each of which added 1 to the
+# counter 'plain' and its hot delta to the counter 'hot', against what the
+# clients saw and against the counters.  $acked and $maybe map a transaction's
+# key to its hot delta: $acked the transactions whose commit a client saw,
+# $maybe those in flight when the client was cut off, which may or may not
+# have committed.  $ledger_sql returns "key|hot delta" rows.  Every test name
+# starts with $what.  Returns the ledger's plain count, the counters' values
+# and the plain counter's version.
+sub check_ledger
+{
+	my ($node, $what, $acked, $maybe, $ledger_sql) = @_;
+
+	my %ledger = map { my ($key, $hot) = split /\|/; ($key => $hot) }
+	  split /\n/, $node->safe_psql('postgres', $ledger_sql);
+	my @lost = grep { !exists $ledger{$_} } sort keys %$acked;
+	my @invented = grep { !exists $acked->{$_} && !exists $maybe->{$_} } sort keys %ledger;
+	my $unacked = grep { exists $maybe->{$_} } keys %ledger;
+	is(scalar(@lost), 0, "$what: every acknowledged transaction is in the ledger")
+	  or diag "lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]";
+	is(scalar(@invented), 0, "$what: the ledger holds no transaction that was not attempted")
+	  or diag "invented: @invented[0 .. ($#invented < 9 ? $#invented : 9)]";
+
+	my ($acked_plain, $acked_hot) = (scalar(keys %$acked), 0);
+	$acked_hot += $_ foreach values %$acked;
+	my ($attempted_plain, $attempted_hot) = ($acked_plain + scalar(keys %$maybe), $acked_hot);
+	$attempted_hot += $_ foreach values %$maybe;
+	my ($ledger_plain, $ledger_hot) = (scalar(keys %ledger), 0);
+	$ledger_hot += $_ foreach values %ledger;
+
+	my ($plain, $hot, $hot_view, $version) = split /\|/, $node->safe_psql('postgres', q{
+		SELECT turnstile.counter_get('plain'), turnstile.counter_get('hot'),
+			   (SELECT value FROM turnstile.counters WHERE name = 'hot'),
+			   (SELECT version FROM turnstile.counter_info('plain'))});
+	note "$what: plain $plain (acknowledged $acked_plain, attempted $attempted_plain), "
+	  . "hot $hot (acknowledged $acked_hot, attempted $attempted_hot); "
+	  . "$unacked in-flight transactions committed without the client hearing of it";
+
+	cmp_ok($plain, '>=', $acked_plain, "$what: plain counter >= acknowledged increments");
+	cmp_ok($plain, '<=', $attempted_plain, "$what: plain counter <= attempted increments");
+	cmp_ok($hot, '>=', $acked_hot, "$what: hot counter >= acknowledged increments");
+	cmp_ok($hot, '<=', $attempted_hot, "$what: hot counter <= attempted increments");
+	is($plain, $ledger_plain, "$what: plain counter equals the committed increments");
+	is($hot, $ledger_hot, "$what: hot counter equals the committed increments");
+	is($hot_view, $hot, "$what: the counters view agrees");
+	return ($ledger_plain, $plain, $hot, $version);
+}
+
+1;
