@@ -267,7 +267,16 @@ BEGIN
 END $$;
 CREATE TRIGGER slot_audit AFTER UPDATE ON turnstile.counter_slot
 	FOR EACH ROW EXECUTE FUNCTION slot_audit();
+-- through SQL too, this backend's first increment of a hot counter ends
+-- holding the shared counter lock and one slot's, and the next increment
+-- lands on that same slot
+BEGIN;
 SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
+SELECT object, counter, mode, granted
+  FROM turnstile.locks
+ WHERE pid = pg_backend_pid()
+ ORDER BY object, counter, mode;
+COMMIT;
 SELECT turnstile.counter_incr('altered_plain', 2), turnstile.counter_incr('altered_hot', 3);
 SELECT name, count(*) AS updates, max(value) FROM slot_audit GROUP BY name ORDER BY name;
 DROP TRIGGER slot_audit ON turnstile.counter_slot;

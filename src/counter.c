@@ -93,8 +93,9 @@ static TsStatement ts_stmt_read = {
 };
 
 /*
- * Add $3 to slot $2, unless the slot value would leave [$4, $5] (overflow).
- * It says how many slots the counter has, for the caller to add the others.
+ * Add $3 to slot $2, unless the slot value would leave [$4, $5] (overflow)
+ * or the counter is not of the kind the caller locked for ($6: hot).  It
+ * says how many slots the counter has, for the caller to add the others.
  */
 static TsStatement ts_stmt_add = {
 	"UPDATE turnstile.counter_slot"
@@ -103,8 +104,9 @@ static TsStatement ts_stmt_add = {
 	"       updated_at = pg_catalog.clock_timestamp()"
 	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
 	"   AND value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
+	"   AND (slots OPERATOR(pg_catalog.>) 1) OPERATOR(pg_catalog.=) $6"
 	" RETURNING value, slots",
-	5, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID}
+	6, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, BOOLOID}
 };
 
 /* Create a counter with value $2 in slot 0 and $3 slots. */
@@ -361,13 +363,16 @@ ts_counter_total(const TsCounter *counter, int64 slot_value, int64 delta,
 /*
  * Add delta to one slot through SQL, for a counter_slot table that someone
  * gave a trigger or another index (see ts_counter_slot_add).  Same contract
- * as ts_counter_slot_add.
+ * as ts_counter_slot_add: in particular it writes nothing when the counter
+ * is hot and the caller locked for a plain one, or the reverse, because the
+ * locks taken for a plain guess would make a hot counter's increments queue
+ * (and the slot chosen would not be this backend's).
  */
 static TsSlotAdd
-ts_counter_slot_add_sql(const TsCounter *counter, int slot, int64 delta,
-						Snapshot snapshot, TsSlotAdded *added)
+ts_counter_slot_add_sql(const TsCounter *counter, int slot, int expected_slots,
+						int64 delta, Snapshot snapshot, TsSlotAdded *added)
 {
-	Datum		args[5];
+	Datum		args[6];
 	bool		isnull;
 	TsStoreSession session;
 	TsSlotAdd	outcome = TS_SLOT_NOT_ADDED;
@@ -378,6 +383,7 @@ ts_counter_slot_add_sql(const TsCounter *counter, int slot, int64 delta,
 	args[2] = Int64GetDatum(delta);
 	args[3] = Int64GetDatum(delta < 0 ? PG_INT64_MIN - delta : PG_INT64_MIN);
 	args[4] = Int64GetDatum(delta > 0 ? PG_INT64_MAX - delta : PG_INT64_MAX);
+	args[5] = BoolGetDatum(expected_slots > 1);
 
 	memset(added, 0, sizeof(*added));
 	ts_store_open(&session);
@@ -389,6 +395,10 @@ ts_counter_slot_add_sql(const TsCounter *counter, int slot, int64 delta,
 		outcome = TS_SLOT_ADDED;
 	}
 	ts_store_close(&session);
+
+	/* the caller chooses its locks again from the actual slot count */
+	if (outcome == TS_SLOT_NOT_ADDED)
+		added->slots = ts_counter_slots_peek(counter->name);
 	return outcome;
 }
 
@@ -418,7 +428,8 @@ ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
 	outcome = ts_counter_slot_add(counter->name, counter->key, slot, expected_slots,
 								  delta, snapshot, &added);
 	if (outcome == TS_SLOT_NO_DIRECT_PATH)
-		outcome = ts_counter_slot_add_sql(counter, slot, delta, snapshot, &added);
+		outcome = ts_counter_slot_add_sql(counter, slot, expected_slots,
+										  delta, snapshot, &added);
 	if (outcome == TS_SLOT_CHANGED)
 		ts_report_changed(counter);
 
