@@ -77,7 +77,11 @@ sub check_clean_after
 # 1. the caller is terminated
 my ($caller, $pid) = start_stuck_caller(1);
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-$caller->quit;
+# A non-interactive psql ends by itself when it loses its connection, so do
+# not send it \q (the write could meet a closed pipe): wait for it to end.
+$caller->{run}->finish;
+like($caller->{stderr}, qr/FATAL:  terminating connection due to administrator command/,
+	'caller terminated: its session ends');
 check_clean_after(1, 'caller terminated');
 
 # 2. the caller is cancelled
