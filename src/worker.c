@@ -250,6 +250,15 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	PG_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
 	{
 		credential = ts_worker_receive(mqh, call.handle, realm, user_id);
+
+		/*
+		 * The worker sends its answer after its commit and then exits.  Wait
+		 * for that, so that no refresh worker outlives its call: otherwise a
+		 * caller that refreshes again at once, or many callers refreshing
+		 * different users, could find every worker slot still taken by
+		 * workers that were only exiting.
+		 */
+		(void) WaitForBackgroundWorkerShutdown(call.handle);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
 

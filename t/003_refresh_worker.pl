@@ -39,7 +39,9 @@ my $refreshing = q{(SELECT count(*) FROM pg_stat_activity
 				    WHERE backend_type = 'pg_turnstile refresh')};
 
 # Start a caller whose refresh will hang in the slow login, and wait until
-# its worker is running.  Returns the session and the caller's pid.
+# its worker is inside the login's pg_sleep (not merely started, so that what
+# the tests interrupt is always the login).  Returns the session and the
+# caller's pid.
 sub start_stuck_caller
 {
 	my ($user_id) = @_;
@@ -49,8 +51,11 @@ sub start_stuck_caller
 		\\echo started
 		SELECT turnstile.credential_get($user_id, 'w');
 	});
-	$node->poll_query_until('postgres', "SELECT $refreshing = 1")
-	  or die 'the refresh worker did not start';
+	$node->poll_query_until('postgres', q{
+			SELECT count(*) = 1 FROM pg_stat_activity
+			 WHERE backend_type = 'pg_turnstile refresh'
+			   AND wait_event = 'PgSleep'})
+	  or die 'the refresh worker did not reach the login';
 	return ($caller, $pid);
 }
 
