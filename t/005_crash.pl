@@ -151,17 +151,7 @@ sub read_logs
 {
 	my ($load, $in_flight) = @_;
 	my $phase = $load->{phase};
-	my $failed = 0;
-	$ended{"$phase:$_"} = 0 foreach 0 .. $clients - 1;
-	foreach my $file (glob("$load->{prefix}.*"))
-	{
-		foreach my $line (split /\n/, slurp_file($file))
-		{
-			my ($client, undef, $time) = split / /, $line;
-			$ended{"$phase:$client"}++;
-			$failed++ unless $time =~ /^\d+$/;
-		}
-	}
+	my $failed = count_pgbench_log($load->{prefix}, $phase, $clients, \%ended);
 	$open{"$phase:$_"} = $in_flight foreach 0 .. $clients - 1;
 	is($failed, 0, "phase $phase: no transaction failed short of a lost connection");
 }

@@ -229,19 +229,7 @@ foreach my $round (1 .. $rounds)
 	$counter_aborts += () = $counters->{err} =~ /client \d+ (?:script \d+ )?aborted/g;
 	$stampede_aborts += () = $stampede->{err} =~ /client \d+ (?:script \d+ )?aborted/g;
 
-	# per-transaction log lines: "client_id transaction_no time script_no
-	# time_epoch time_us", in order per client (each thread has its file)
-	my $failed = 0;
-	$ended{"$round:$_"} = 0 foreach 0 .. $counter_clients - 1;
-	foreach my $file (glob("$prefix.*"))
-	{
-		foreach my $line (split /\n/, slurp_file($file))
-		{
-			my ($client, undef, $time) = split / /, $line;
-			$ended{"$round:$client"}++;
-			$failed++ unless $time =~ /^\d+$/;
-		}
-	}
+	my $failed = count_pgbench_log($prefix, $round, $counter_clients, \%ended);
 	is($failed, 0, "round $round: no transaction failed short of a lost connection");
 }
 my $rage_kills = () = slurp_file($node->logfile) =~ /Rage terminated connection/g;

@@ -1,8 +1,9 @@
 # Copyright: pg_turnstile contributors
 #
 # t/TurnstileTest.pm — fixtures that several TAP files of pg_turnstile share:
-# a slow login service for the credential tests, and the check of a ledger of
-# increments against what the clients saw and against the counters.
+# a slow login service for the credential tests, the check of a ledger of
+# increments against what the clients saw and against the counters, and a
+# reader of pgbench's per-transaction logs.
 package TurnstileTest;
 
 use strict;
@@ -10,8 +11,9 @@ use warnings;
 
 use Exporter 'import';
 use Test::More;
+use PostgreSQL::Test::Utils ();
 
-our @EXPORT = qw(login_service_sql check_ledger);
+our @EXPORT = qw(login_service_sql check_ledger count_pgbench_log);
 
 # SQL that creates a login service taking $seconds per login.  svc_login(uid)
 # issues tok-UID-1, tok-UID-2, ... and logs every token it issued in
@@ -87,6 +89,28 @@ sub check_ledger
 	is($hot, $ledger_hot, "$what: hot counter equals the committed increments");
 	is($hot_view, $hot, "$what: the counters view agrees");
 	return ($ledger_plain, $plain, $hot, $version);
+}
+
+# Count, per client, the transactions that pgbench --log wrote to the files
+# $prefix.* (one line "client_id transaction_no time script_no time_epoch
+# time_us" each), into $ended->{"$tag:$client"}, starting every one of the
+# $clients clients at 0.  Returns how many of them failed (no time given).
+sub count_pgbench_log
+{
+	my ($prefix, $tag, $clients, $ended) = @_;
+	my $failed = 0;
+
+	$ended->{"$tag:$_"} = 0 foreach 0 .. $clients - 1;
+	foreach my $file (glob("$prefix.*"))
+	{
+		foreach my $line (split /\n/, PostgreSQL::Test::Utils::slurp_file($file))
+		{
+			my ($client, undef, $time) = split / /, $line;
+			$ended->{"$tag:$client"}++;
+			$failed++ unless $time =~ /^\d+$/;
+		}
+	}
+	return $failed;
 }
 
 1;
