@@ -327,3 +327,25 @@ SELECT turnstile.counter_incr('roots', 1) FROM generate_series(1, 3);
 SELECT turnstile.counter_get('roots'),
        (SELECT sum(value) FROM turnstile.counter_slot WHERE name = 'roots') AS table_sum;
 SELECT turnstile.counter_drop('roots');
+
+-- counter_get reads a hot counter from the same remembered places: after its
+-- rows moved out of their HOT chains (an update of the key moves a row), and
+-- after a drop, and a new counter of the same name with other slots.
+SELECT turnstile.counter_create('get_roots', 10, 4);
+SELECT turnstile.counter_get('get_roots');
+SELECT turnstile.counter_incr('get_roots', 5) > 0 AS added;
+SELECT turnstile.counter_get('get_roots');
+UPDATE turnstile.counter_slot SET slot = slot + 100 WHERE name = 'get_roots';
+UPDATE turnstile.counter_slot SET slot = slot - 100, value = value + 1 WHERE name = 'get_roots';
+SELECT turnstile.counter_get('get_roots');
+SELECT turnstile.counter_drop('get_roots');
+SELECT turnstile.counter_get('get_roots') IS NULL AS dropped;
+SELECT turnstile.counter_create('get_roots', 7, 8);
+SELECT turnstile.counter_get('get_roots');
+SELECT turnstile.counter_drop('get_roots');
+SELECT turnstile.counter_create('get_roots', 3, 4);
+SELECT turnstile.counter_get('get_roots');
+VACUUM FULL turnstile.counter_slot;
+SELECT turnstile.counter_incr('get_roots', 2) > 0 AS added;
+SELECT turnstile.counter_get('get_roots');
+SELECT turnstile.counter_drop('get_roots');

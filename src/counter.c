@@ -440,8 +440,8 @@ ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
 		{
 			/* the SQL path reads its own slot only */
 			if (!added.others_known)
-				added.others = ts_counter_sum_others(counter->name, slot, snapshot,
-													 &added.others_overflowed);
+				added.others = ts_counter_sum_others(counter->name, counter->key, slot,
+													 snapshot, &added.others_overflowed);
 			*result = ts_counter_total(counter, added.slot_value, delta,
 									   added.others, added.others_overflowed);
 		}
@@ -711,7 +711,8 @@ counter_get(PG_FUNCTION_ARGS)
 	ts_counter_from_arg(fcinfo, &counter);
 	snapshot = ts_policy_snapshot();
 	memset(&state, 0, sizeof(state));
-	state.exists = ts_counter_sum(counter.name, snapshot, &state.value, &state.overflowed);
+	state.exists = ts_counter_sum(counter.name, counter.key, snapshot, &state.value,
+								  &state.overflowed);
 	ts_policy_release(snapshot);
 	if (!state.exists)
 		PG_RETURN_NULL();

@@ -20,7 +20,8 @@
  * - a counter's slot count, which an increment needs before it can choose
  *   its locks: one probe of the counter's slot 0 row;
  *
- * - a counter's value for counter_get: the sum of its slots;
+ * - a counter's value for counter_get: the sum of its slots, read from where
+ *   a hot counter's slot rows were last time (TsSlotMemo);
  *
  * - the increment itself: one slot row updated in place, and, for a hot
  *   counter, the sum of its other slots read in the same index scan, which
@@ -144,7 +145,7 @@ static HTAB *ts_credential_memo = NULL;
 static bool ts_credential_memo_stale = false;	/* empty it before use */
 
 /*
- * What a backend remembers of the hot counters it incremented lately.
+ * What a backend remembers of the hot counters it incremented or read lately.
  *
  * Their slot count, so that an increment can choose its locks without first
  * reading slot 0, the most contended row there is (counter.c).  Plain
@@ -155,12 +156,13 @@ static bool ts_credential_memo_stale = false;	/* empty it before use */
  * And where their slot rows are: the root of each row's HOT chain, which is
  * what the index points to and which stays put while the row is updated in
  * place.  A hot increment reads every slot of its counter (its own to
- * update, the others to sum); fetching them from their roots skips the index
- * descent and its walk.  A version that the snapshot shows in the chain at a
- * root, with the counter's name and that slot number, is the slot's current
- * row (see ts_realm_memo); anything else (a row that moved to another page,
- * a dropped counter, a root that was pruned and reused) sends the increment
- * back to the index, which remembers the new roots.
+ * update, the others to sum), and so does counter_get; fetching them from
+ * their roots skips the index descent and its walk.  A version that the
+ * snapshot shows in the chain at a root, with the counter's name and that
+ * slot number, is the slot's current row (see ts_realm_memo); anything else
+ * (a row that moved to another page, a dropped counter, a root that was
+ * pruned and reused) sends the call back to the index, which remembers the
+ * new roots.
  */
 #define TS_SLOT_MEMO_COUNTERS	16
 #define TS_SLOT_MEMO_SLOTS		64
@@ -553,76 +555,6 @@ ts_counter_slots_peek(const char *name)
 }
 
 /*
- * The sum of a counter's slots other than except_slot (-1: all of them), as
- * the snapshot shows them; *overflowed says the sum left the bigint range,
- * *rows how many slot rows there were.
- */
-static int64
-ts_counter_scan_sum(const char *name, int except_slot, Snapshot snapshot,
-					bool *overflowed, int *rows)
-{
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData key;
-	int64		sum = 0;
-
-	ts_fastpath_lookup_rels();
-	*overflowed = false;
-	*rows = 0;
-	rel = table_open(ts_rels.counter_slot, AccessShareLock);
-	index = index_open(ts_rels.counter_slot_by_key, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
-	key.sk_collation = index->rd_indcollation[0];
-	scan = index_beginscan(rel, index, snapshot, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		slot_getallattrs(slot);
-		(*rows)++;
-		if (DatumGetInt32(slot->tts_values[ts_rels.counter_slot_no - 1]) != except_slot &&
-			pg_add_s64_overflow(sum, DatumGetInt64(slot->tts_values[ts_rels.counter_value - 1]),
-								&sum))
-			*overflowed = true;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return sum;
-}
-
-/*
- * The sum of a counter's slots other than except_slot, as the snapshot shows
- * them; *overflowed says the sum left the bigint range.
- */
-int64
-ts_counter_sum_others(const char *name, int except_slot, Snapshot snapshot,
-					  bool *overflowed)
-{
-	int			rows;
-
-	return ts_counter_scan_sum(name, except_slot, snapshot, overflowed, &rows);
-}
-
-/*
- * A counter's value, the sum of all its slots, as the snapshot shows it;
- * false if there is no such counter.  *overflowed says the sum left the
- * bigint range.  For counter_get, the one read that every hot counter's
- * readers share.
- */
-bool
-ts_counter_sum(const char *name, Snapshot snapshot, int64 *value, bool *overflowed)
-{
-	int			rows;
-
-	*value = ts_counter_scan_sum(name, -1, snapshot, overflowed, &rows);
-	return rows > 0;
-}
-
-/*
  * May the direct write path update counter_slot?  Only while the table is as
  * the extension created it: no triggers, rules, row security, CHECK
  * constraints or generated columns (the executor applies them, a direct
@@ -658,6 +590,8 @@ typedef struct TsSlotRows
 	int32		slots;			/* the counter's slot count, from that row */
 	int64		others;			/* the sum of the other slots' values */
 	bool		others_overflowed;
+	int			nrows;			/* how many slot rows there were */
+	int32		rows_slots;		/* the slot count that they show */
 } TsSlotRows;
 
 static TsSlotMemo *
@@ -715,6 +649,8 @@ ts_slot_rows_take(TsSlotRows *rows, int slot, Datum *values, HeapTuple tuple)
 {
 	int64		value = DatumGetInt64(values[ts_rels.counter_value - 1]);
 
+	rows->nrows++;
+	rows->rows_slots = DatumGetInt32(values[ts_rels.counter_slots - 1]);
 	if (DatumGetInt32(values[ts_rels.counter_slot_no - 1]) == slot)
 	{
 		rows->own = heap_copytuple(tuple);
@@ -727,15 +663,17 @@ ts_slot_rows_take(TsSlotRows *rows, int slot, Datum *values, HeapTuple tuple)
 }
 
 /*
- * Read a counter's slot rows through the primary key: with nkeys = 2 only
- * the row of the given slot, with nkeys = 1 all of them.  Remembers where
- * the rows of a hot counter are, for ts_slot_rows_at_roots.
+ * Read a counter's slot rows through the primary key, which is opened in
+ * index_lockmode: with nkeys = 2 only the row of the given slot, with
+ * nkeys = 1 all of them (slot -1 sums them all).  Remembers the slot count
+ * the rows show and, when it read every slot of a hot counter, where they
+ * are, for ts_slot_rows_at_roots.
  */
 static void
 ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int nkeys,
-					  Snapshot snapshot, TsSlotRows *rows)
+					  LOCKMODE index_lockmode, Snapshot snapshot, TsSlotRows *rows)
 {
-	Relation	index = index_open(ts_rels.counter_slot_by_key, RowExclusiveLock);
+	Relation	index = index_open(ts_rels.counter_slot_by_key, index_lockmode);
 	TupleTableSlot *tuple_slot = table_slot_create(rel, NULL);
 	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
 	int			nroots = 0;
@@ -771,11 +709,12 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(tuple_slot);
-	index_close(index, RowExclusiveLock);
+	index_close(index, index_lockmode);
 
-	if (rows->own != NULL)
-		ts_counter_slots_remember(key, rows->slots);
-	if (nkeys == 1 && rows->own != NULL && rows->slots > 1 && rows->slots == nroots)
+	if (rows->nrows > 0)
+		ts_counter_slots_remember(key, rows->rows_slots);
+	if (nkeys == 1 && rows->rows_slots > 1 && rows->nrows == rows->rows_slots &&
+		nroots == rows->rows_slots)
 	{
 		TsSlotMemo *memo = ts_slot_memo_find(key);
 
@@ -867,6 +806,81 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 }
 
 /*
+ * The sum of a counter's slots other than except_slot (-1: all of them), as
+ * the snapshot shows them, read through the primary key; *overflowed says
+ * the sum left the bigint range, *rows how many slot rows there were.  When
+ * it finds every slot of a hot counter, it remembers their roots, so that
+ * the next read of the counter can skip the index.
+ */
+static int64
+ts_counter_scan_sum(const char *name, uint64 key, int except_slot, Snapshot snapshot,
+					bool *overflowed, int *rows)
+{
+	Relation	rel;
+	TsSlotRows	found = {0};
+
+	ts_fastpath_lookup_rels();
+	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+	ts_slot_rows_by_index(rel, name, key, except_slot, 1, AccessShareLock, snapshot, &found);
+	table_close(rel, AccessShareLock);
+	if (found.own != NULL)
+		heap_freetuple(found.own);
+	*overflowed = found.others_overflowed;
+	*rows = found.nrows;
+	return found.others;
+}
+
+/*
+ * The sum of a counter's slots other than except_slot, as the snapshot shows
+ * them; *overflowed says the sum left the bigint range.
+ */
+int64
+ts_counter_sum_others(const char *name, uint64 key, int except_slot, Snapshot snapshot,
+					  bool *overflowed)
+{
+	int			rows;
+
+	return ts_counter_scan_sum(name, key, except_slot, snapshot, overflowed, &rows);
+}
+
+/*
+ * A counter's value, the sum of all its slots, as the snapshot shows it;
+ * false if there is no such counter.  *overflowed says the sum left the
+ * bigint range.  For counter_get, the one read that every hot counter's
+ * readers share.
+ *
+ * A hot counter is read from the roots of its slot rows when they are
+ * remembered, as a hot increment reads it, but only with a snapshot of the
+ * latest state.  Under "repeatable read" and "serializable" the index scan
+ * stays: its predicate locks on the index are what let a SERIALIZABLE
+ * transaction's reads conflict with a concurrent creation of the counter.
+ */
+bool
+ts_counter_sum(const char *name, uint64 key, Snapshot snapshot, int64 *value,
+			   bool *overflowed)
+{
+	int			rows;
+
+	ts_fastpath_lookup_rels();
+	if (ts_policy_uses_latest() && ts_counter_slots_remembered(key) > 1)
+	{
+		TsSlotRows	found = {0};
+		Relation	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+		bool		at_roots = ts_slot_rows_at_roots(rel, name, key, -1, snapshot, &found);
+
+		table_close(rel, AccessShareLock);
+		if (at_roots)
+		{
+			*value = found.others;
+			*overflowed = found.others_overflowed;
+			return true;
+		}
+	}
+	*value = ts_counter_scan_sum(name, key, -1, snapshot, overflowed, &rows);
+	return rows > 0;
+}
+
+/*
  * Is the row version at tid visible to a snapshot of the latest committed
  * state, that is, nobody has updated or deleted it since?
  */
@@ -923,9 +937,9 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 	memset(added, 0, sizeof(*added));
 	added->others_known = expected_slots > 1;
 	if (expected_slots == 1)
-		ts_slot_rows_by_index(rel, name, key, slot, 2, snapshot, &rows);
+		ts_slot_rows_by_index(rel, name, key, slot, 2, RowExclusiveLock, snapshot, &rows);
 	else if (!ts_slot_rows_at_roots(rel, name, key, slot, snapshot, &rows))
-		ts_slot_rows_by_index(rel, name, key, slot, 1, snapshot, &rows);
+		ts_slot_rows_by_index(rel, name, key, slot, 1, RowExclusiveLock, snapshot, &rows);
 	added->slots = rows.slots;
 	added->others = rows.others;
 	added->others_overflowed = rows.others_overflowed;

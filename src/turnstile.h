@@ -126,10 +126,10 @@ extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
 extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
 								Snapshot snapshot);
 extern int	ts_counter_slots_peek(const char *name);
-extern int64 ts_counter_sum_others(const char *name, int except_slot,
+extern int64 ts_counter_sum_others(const char *name, uint64 key, int except_slot,
 								   Snapshot snapshot, bool *overflowed);
-extern bool ts_counter_sum(const char *name, Snapshot snapshot, int64 *value,
-						   bool *overflowed);
+extern bool ts_counter_sum(const char *name, uint64 key, Snapshot snapshot,
+						   int64 *value, bool *overflowed);
 
 /* the columns of turnstile.counter_slot, and room for a few added later */
 #define Natts_ts_counter_slot_max	16
