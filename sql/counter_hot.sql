@@ -349,3 +349,47 @@ VACUUM FULL turnstile.counter_slot;
 SELECT turnstile.counter_incr('get_roots', 2) > 0 AS added;
 SELECT turnstile.counter_get('get_roots');
 SELECT turnstile.counter_drop('get_roots');
+-- a table with more columns than the direct path unpacks (as after many
+-- ALTER TABLEs, since dropped columns still count): reads go through the
+-- index and increments through SQL, also when the rows' places are known
+BEGIN;
+SELECT turnstile.counter_create('wide', 5, 4);
+ALTER TABLE turnstile.counter_slot
+	ADD COLUMN extra_1 bigint,
+	ADD COLUMN extra_2 bigint,
+	ADD COLUMN extra_3 bigint,
+	ADD COLUMN extra_4 bigint,
+	ADD COLUMN extra_5 bigint,
+	ADD COLUMN extra_6 bigint,
+	ADD COLUMN extra_7 bigint,
+	ADD COLUMN extra_8 bigint,
+	ADD COLUMN extra_9 bigint,
+	ADD COLUMN extra_10 bigint,
+	ADD COLUMN extra_11 bigint,
+	ADD COLUMN extra_12 bigint,
+	ADD COLUMN extra_13 bigint,
+	ADD COLUMN extra_14 bigint,
+	ADD COLUMN extra_15 bigint,
+	ADD COLUMN extra_16 bigint,
+	ADD COLUMN extra_17 bigint,
+	ADD COLUMN extra_18 bigint,
+	ADD COLUMN extra_19 bigint,
+	ADD COLUMN extra_20 bigint,
+	ADD COLUMN extra_21 bigint,
+	ADD COLUMN extra_22 bigint,
+	ADD COLUMN extra_23 bigint,
+	ADD COLUMN extra_24 bigint,
+	ADD COLUMN extra_25 bigint,
+	ADD COLUMN extra_26 bigint,
+	ADD COLUMN extra_27 bigint,
+	ADD COLUMN extra_28 bigint,
+	ADD COLUMN extra_29 bigint,
+	ADD COLUMN extra_30 bigint,
+	ADD COLUMN extra_31 bigint,
+	ADD COLUMN extra_32 bigint;
+SELECT turnstile.counter_get('wide');
+SELECT turnstile.counter_get('wide');
+SELECT turnstile.counter_incr('wide', 1) > 0 AS added;
+SELECT turnstile.counter_get('wide');
+ROLLBACK;
+SELECT turnstile.counter_get('wide') IS NULL AS rolled_back;

@@ -742,7 +742,8 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 	Buffer		buffer = InvalidBuffer;
 	bool		found = memo != NULL && memo->nroots > 0;
 
-	if (!found)
+	/* rows are unpacked into arrays of Natts_ts_counter_slot_max columns */
+	if (!found || desc->natts > Natts_ts_counter_slot_max)
 		return false;
 	nblocks = RelationGetNumberOfBlocks(rel);
 	for (int i = 0; found && i < memo->nroots; i++)
