@@ -349,6 +349,18 @@ VACUUM FULL turnstile.counter_slot;
 SELECT turnstile.counter_incr('get_roots', 2) > 0 AS added;
 SELECT turnstile.counter_get('get_roots');
 SELECT turnstile.counter_drop('get_roots');
+-- more hot counters than a backend remembers (64): the oldest are forgotten,
+-- and read and incremented again through the index
+SELECT count(turnstile.counter_create('many_' || g, g, 2)) FROM generate_series(1, 70) g;
+SELECT bool_and(turnstile.counter_incr('many_' || g, 1) = g + 1) AS exact
+  FROM generate_series(1, 70) g;
+SELECT bool_and(turnstile.counter_get('many_' || g) = g + 1) AS exact
+  FROM generate_series(1, 70) g;
+SELECT bool_and(turnstile.counter_incr('many_' || g, 1) = g + 2) AS exact
+  FROM generate_series(1, 70) g;
+SELECT bool_and(turnstile.counter_get('many_' || g) = g + 2) AS exact
+  FROM generate_series(1, 70) g;
+SELECT count(turnstile.counter_drop('many_' || g)) FROM generate_series(1, 70) g;
 -- a table with more columns than the direct path unpacks (as after many
 -- ALTER TABLEs, since dropped columns still count): reads go through the
 -- index and increments through SQL, also when the rows' places are known

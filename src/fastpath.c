@@ -150,8 +150,10 @@ static bool ts_credential_memo_stale = false;	/* empty it before use */
  * Their slot count, so that an increment can choose its locks without first
  * reading slot 0, the most contended row there is (counter.c).  Plain
  * counters are never remembered, so 10,000 of them cannot crowd the hot
- * ones out.  The count is a guess that the increment checks against the row
- * it updates; a key collision costs the same as a stale count.
+ * ones out.  Reads fill entries too, so there is room for 64 counters: a
+ * backend that reads a few dozen hot counters does not push out the ones it
+ * increments.  The count is a guess that the increment checks against the
+ * row it updates; a key collision costs the same as a stale count.
  *
  * And where their slot rows are: the root of each row's HOT chain, which is
  * what the index points to and which stays put while the row is updated in
@@ -164,7 +166,7 @@ static bool ts_credential_memo_stale = false;	/* empty it before use */
  * pruned and reused) sends the call back to the index, which remembers the
  * new roots.
  */
-#define TS_SLOT_MEMO_COUNTERS	16
+#define TS_SLOT_MEMO_COUNTERS	64
 #define TS_SLOT_MEMO_SLOTS		64
 
 typedef struct TsSlotMemo
@@ -176,7 +178,8 @@ typedef struct TsSlotMemo
 } TsSlotMemo;
 
 static TsSlotMemo ts_slot_memo[TS_SLOT_MEMO_COUNTERS];
-static int	ts_slot_memo_next = 0;	/* the entry to replace next */
+static int	ts_slot_memo_filled = 0;	/* entries in use so far: the ones searched */
+static int	ts_slot_memo_next = 0;	/* once all are, the entry to replace next */
 
 static void
 ts_fastpath_forget(Datum arg, Oid relid)
@@ -190,6 +193,8 @@ ts_fastpath_forget(Datum arg, Oid relid)
 		ts_realm_memo.valid = false;
 		ts_credential_memo_stale = true;
 		memset(ts_slot_memo, 0, sizeof(ts_slot_memo));
+		ts_slot_memo_filled = 0;
+		ts_slot_memo_next = 0;
 	}
 }
 
@@ -594,10 +599,15 @@ typedef struct TsSlotRows
 	int32		rows_slots;		/* the slot count that they show */
 } TsSlotRows;
 
+/*
+ * A counter's entry, or NULL.  Only the entries filled so far are searched,
+ * so that a backend which increments plain counters only, whose every
+ * increment asks, pays for no search at all.
+ */
 static TsSlotMemo *
 ts_slot_memo_find(uint64 key)
 {
-	for (int i = 0; i < TS_SLOT_MEMO_COUNTERS; i++)
+	for (int i = 0; i < ts_slot_memo_filled; i++)
 		if (ts_slot_memo[i].slots > 0 && ts_slot_memo[i].key == key)
 			return &ts_slot_memo[i];
 	return NULL;
@@ -630,8 +640,13 @@ ts_counter_slots_remember(uint64 key, int slots)
 	}
 	if (memo == NULL)
 	{
-		memo = &ts_slot_memo[ts_slot_memo_next];
-		ts_slot_memo_next = (ts_slot_memo_next + 1) % TS_SLOT_MEMO_COUNTERS;
+		if (ts_slot_memo_filled < TS_SLOT_MEMO_COUNTERS)
+			memo = &ts_slot_memo[ts_slot_memo_filled++];
+		else
+		{
+			memo = &ts_slot_memo[ts_slot_memo_next];
+			ts_slot_memo_next = (ts_slot_memo_next + 1) % TS_SLOT_MEMO_COUNTERS;
+		}
 		memo->key = key;
 		memo->nroots = 0;
 	}
