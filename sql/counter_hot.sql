@@ -349,6 +349,18 @@ VACUUM FULL turnstile.counter_slot;
 SELECT turnstile.counter_incr('get_roots', 2) > 0 AS added;
 SELECT turnstile.counter_get('get_roots');
 SELECT turnstile.counter_drop('get_roots');
+-- and once it knows them, it does not scan the index at all
+SELECT turnstile.counter_create('get_seen', 0, 4);
+SELECT turnstile.counter_get('get_seen');
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan AS index_scans_before FROM pg_stat_user_indexes
+ WHERE indexrelid = 'turnstile.counter_slot_pkey'::regclass \gset
+SELECT sum(turnstile.counter_get('get_seen')) FROM generate_series(1, 10);
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan - :index_scans_before AS index_scans FROM pg_stat_user_indexes
+ WHERE indexrelid = 'turnstile.counter_slot_pkey'::regclass;
+SELECT turnstile.counter_drop('get_seen');
+
 -- more hot counters than a backend remembers (64): the oldest are forgotten,
 -- and read and incremented again through the index
 SELECT count(turnstile.counter_create('many_' || g, g, 2)) FROM generate_series(1, 70) g;
