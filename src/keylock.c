@@ -56,8 +56,17 @@
 #define TS_LOCK_KIND_REALM_REGISTRY	0x5403
 #define TS_LOCK_KIND_CREDENTIAL		0x8000
 
-/* How many slots a hot increment tries before it waits for one. */
-#define TS_SLOT_PROBES				16
+/*
+ * How many slots a hot increment tries before it waits for one.  Each try
+ * that fails costs a trip through the lock manager's shared table, and when
+ * every slot is taken (more clients than slots) all of them fail; a few
+ * tries find a free slot as often as many do, because backends keep to the
+ * slot they last had (see ts_lock_counter_slot).
+ */
+#define TS_SLOT_PROBES				4
+
+/* The slot this backend's last hot increment took; -1 before the first. */
+static int	ts_slot_last = -1;
 
 /*
  * The 64-bit key of a counter name.  Two names with the same key would merely
@@ -87,15 +96,6 @@ ts_slot_locktag(LOCKTAG *tag, uint64 key, int slot)
 						 (uint32) slot, TS_LOCK_KIND_COUNTER_SLOT);
 }
 
-/*
- * Wait for a lock, turning a lock_timeout into an error that names the key.
- *
- * The lock is first tried without waiting, so the uncontended path pays for
- * neither the PG_TRY set-up nor the error handling.  When the wait is cut by
- * lock_timeout, the lock manager has already left the wait queue cleanly; we
- * only replace the generic message with one that says which counter it was
- * and raise it at once, so the transaction's abort does the usual clean-up.
- */
 /* What a lock protects, for error messages; only one of the fields is set. */
 typedef struct TsLockTarget
 {
@@ -116,14 +116,21 @@ ts_lock_target_describe(const TsLockTarget *target)
 	return pstrdup(target->other);
 }
 
+/*
+ * Wait for a lock, turning a lock_timeout into an error that names the key.
+ *
+ * ts_lock_wait first tries the lock without waiting, so the uncontended
+ * path pays for neither the PG_TRY set-up nor the error handling;
+ * ts_lock_wait_queued is for a caller that tried already.  When the wait is
+ * cut by lock_timeout, the lock manager has already left the wait queue
+ * cleanly; we only replace the generic message with one that says which counter it was
+ * and raise it at once, so the transaction's abort does the usual clean-up.
+ */
 static LockAcquireResult
-ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
+ts_lock_wait_queued(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
-	LockAcquireResult result = LockAcquire(tag, mode, false, true);
-
-	if (result != LOCKACQUIRE_NOT_AVAIL)
-		return result;
+	LockAcquireResult result;
 
 	PG_TRY();
 	{
@@ -150,6 +157,16 @@ ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
 	return result;
 }
 
+static LockAcquireResult
+ts_lock_wait(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
+{
+	LockAcquireResult result = LockAcquire(tag, mode, false, true);
+
+	if (result != LOCKACQUIRE_NOT_AVAIL)
+		return result;
+	return ts_lock_wait_queued(tag, mode, target);
+}
+
 /*
  * Lock a counter's key in the given mode until the end of the transaction.
  */
@@ -167,34 +184,44 @@ ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
  * Take the ShareLock of a hot counter plus the ExclusiveLock of one of its
  * slots, and return that slot.
  *
- * Backends start probing at a slot derived from their pid and take the first
- * free one, so concurrent incrementers spread over the slots instead of
- * queueing on one row; only when every probed slot is busy do they wait, on
- * their own starting slot.  A slot lock this transaction already holds counts
- * as free, so a transaction's later increments usually reuse its slot.
+ * A backend starts at the slot it took last time (at first, one derived from
+ * its pid) and takes the first free one of a few, so concurrent incrementers
+ * spread over the slots instead of queueing on one row.  Keeping to its last
+ * slot is what lets them settle: with no more clients than slots each ends
+ * up on a slot of its own and takes it at the first try, and a backend that
+ * had to move on leaves the busy slot to the one that held it.  Only when
+ * every slot tried is busy does it wait, on its starting slot.  A slot lock
+ * this transaction already holds counts as free, so a transaction's later
+ * increments reuse its slot.
  */
 int
 ts_lock_counter_slot(uint64 key, int slots, const char *name)
 {
 	LOCKTAG		tag;
 	TsLockTarget target = {.counter = name};
-	int			start = MyProcPid % slots;
+	int			start = (ts_slot_last >= 0 ? ts_slot_last : MyProcPid) % slots;
 	int			probes = Min(slots, TS_SLOT_PROBES);
+	int			slot;
 
 	ts_lock_counter(key, ShareLock, name);
 
 	for (int i = 0; i < probes; i++)
 	{
-		int			slot = (start + i) % slots;
-
+		slot = (start + i) % slots;
 		ts_slot_locktag(&tag, key, slot);
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		{
+			ts_slot_last = slot;
 			return slot;
+		}
 	}
 
-	ts_slot_locktag(&tag, key, start);
-	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
-	return start;
+	/* the first slot was tried already: go straight to the wait */
+	slot = start;
+	ts_slot_locktag(&tag, key, slot);
+	(void) ts_lock_wait_queued(&tag, ExclusiveLock, &target);
+	ts_slot_last = slot;
+	return slot;
 }
 
 /*
