@@ -349,6 +349,26 @@ VACUUM FULL turnstile.counter_slot;
 SELECT turnstile.counter_incr('get_roots', 2) > 0 AS added;
 SELECT turnstile.counter_get('get_roots');
 SELECT turnstile.counter_drop('get_roots');
+-- It also remembers the newest version of each row it found, and walks each
+-- row's chain on from there: it reads the exact value after other writers
+-- added versions, after a vacuum pruned the versions it remembered, and
+-- after other rows were stored on the page in their place.
+SELECT turnstile.counter_create('tips', 0, 4);
+SELECT sum(turnstile.counter_incr('tips', 1)) FROM generate_series(1, 8);
+SELECT turnstile.counter_get('tips');
+UPDATE turnstile.counter_slot SET value = value + 10 WHERE name = 'tips';
+UPDATE turnstile.counter_slot SET value = value + 10 WHERE name = 'tips';
+SELECT turnstile.counter_get('tips');
+VACUUM turnstile.counter_slot;
+SELECT count(turnstile.counter_create('tips_' || g, g, 4)) FROM generate_series(1, 20) g;
+UPDATE turnstile.counter_slot SET value = value + 100 WHERE name = 'tips';
+SELECT turnstile.counter_get('tips'),
+       (SELECT sum(value) FROM turnstile.counter_slot WHERE name = 'tips') AS table_sum;
+SELECT turnstile.counter_incr('tips', 1);
+SELECT turnstile.counter_get('tips');
+SELECT bool_and(turnstile.counter_get('tips_' || g) = g) AS others_exact
+  FROM generate_series(1, 20) g;
+SELECT count(turnstile.counter_drop(name)) FROM turnstile.counters WHERE name LIKE 'tips%';
 -- and once it knows them, it does not scan the index at all
 SELECT turnstile.counter_create('get_seen', 0, 4);
 SELECT turnstile.counter_get('get_seen');

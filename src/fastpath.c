@@ -165,6 +165,13 @@ static bool ts_credential_memo_stale = false;	/* empty it before use */
  * (a row that moved to another page, a dropped counter, a root that was
  * pruned and reused) sends the call back to the index, which remembers the
  * new roots.
+ *
+ * And the newest version of each row that it found (its tip).  Under a busy
+ * counter a chain grows by dozens of versions between two prunings of its
+ * page, and walking each chain from its root checks every one of them; the
+ * walk starts at the tip instead, which is at most a few updates behind.
+ * The tip only shortens the walk: when it does not lead to a version that
+ * the snapshot shows, the walk starts again at the root.
  */
 #define TS_SLOT_MEMO_COUNTERS	64
 #define TS_SLOT_MEMO_SLOTS		64
@@ -175,6 +182,7 @@ typedef struct TsSlotMemo
 	int			slots;			/* its slot count; 0: entry unused */
 	int			nroots;			/* slots when the roots are known, else 0 */
 	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
+	ItemPointerData tips[TS_SLOT_MEMO_SLOTS];
 } TsSlotMemo;
 
 static TsSlotMemo ts_slot_memo[TS_SLOT_MEMO_COUNTERS];
@@ -291,6 +299,30 @@ ts_fastpath_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 }
 
 /*
+ * Does the table still have this block?  A vacuum may have truncated the
+ * page of a remembered row away, and reading past the end is an error.
+ *
+ * Asking the kernel for the table's size costs a system call, on every
+ * increment of a hot counter and every fresh credential hit; the size that
+ * this backend learnt last time answers as well whenever the block lies
+ * below it, because no block below it can have gone since.  A truncation
+ * holds the table's AccessExclusiveLock, which conflicts with the lock the
+ * caller holds, and sends an invalidation at once, before it lets that lock
+ * go; the caller's lock acquisition processed the invalidation, which closed
+ * the table's storage handle and dropped the size it knew.  Blocks added
+ * since are not in it, and are checked with the system call.
+ */
+static bool
+ts_block_exists(Relation rel, BlockNumber block)
+{
+	BlockNumber known = RelationGetSmgr(rel)->smgr_cached_nblocks[MAIN_FORKNUM];
+
+	if (known != InvalidBlockNumber && block < known)
+		return true;
+	return block < RelationGetNumberOfBlocks(rel);
+}
+
+/*
  * Fetch the row version at tid into slot if the snapshot shows it; false if
  * it does not, or if the page is gone.
  */
@@ -298,9 +330,8 @@ static bool
 ts_fastpath_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,
 					 TupleTableSlot *slot)
 {
-	/* a vacuum may have truncated the page away since tid was remembered */
 	if (!ItemPointerIsValid(tid) ||
-		ItemPointerGetBlockNumber(tid) >= RelationGetNumberOfBlocks(rel) ||
+		!ts_block_exists(rel, ItemPointerGetBlockNumber(tid)) ||
 		!table_tuple_fetch_row_version(rel, tid, snapshot, slot))
 		return false;
 	slot_getallattrs(slot);
@@ -691,6 +722,7 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 	Relation	index = index_open(ts_rels.counter_slot_by_key, index_lockmode);
 	TupleTableSlot *tuple_slot = table_slot_create(rel, NULL);
 	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
+	ItemPointerData tips[TS_SLOT_MEMO_SLOTS];
 	int			nroots = 0;
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -718,7 +750,10 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 		/* in primary key order, so slot i is the i-th row if all are there */
 		slot_no = DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slot_no - 1]);
 		if (slot_no == nroots && nroots < TS_SLOT_MEMO_SLOTS)
+		{
+			tips[nroots] = tuple->t_self;
 			roots[nroots++] = root;
+		}
 		if (should_free)
 			heap_freetuple(tuple);
 	}
@@ -736,8 +771,58 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 		if (memo != NULL)
 		{
 			memcpy(memo->roots, roots, nroots * sizeof(ItemPointerData));
+			memcpy(memo->tips, tips, nroots * sizeof(ItemPointerData));
 			memo->nroots = nroots;
 		}
+	}
+}
+
+/*
+ * Find the version of a row that the snapshot shows by walking its HOT chain
+ * forward from *tip, a version of the row seen earlier, on the page in
+ * buffer, which the caller holds share-locked.  On success *tuple is that
+ * version and *tip its place.  False when the walk ends without one: the
+ * tip was pruned, its line pointer now holds something else, or the version
+ * the snapshot shows comes before the tip.
+ *
+ * A chain shows an MVCC snapshot at most one version, so the version found
+ * is the one a walk from the root would find.  Each step checks that the
+ * next version's xmin is the xmax of the one before, as heap_hot_search_buffer
+ * does, so a link into a pointer that was pruned and reused ends the walk.
+ */
+static bool
+ts_slot_row_from_tip(Relation rel, Buffer buffer, ItemPointer tip, Snapshot snapshot,
+					 HeapTuple tuple)
+{
+	Page		page = BufferGetPage(buffer);
+	OffsetNumber offnum = ItemPointerGetOffsetNumber(tip);
+	TransactionId prior_xmax = InvalidTransactionId;
+
+	for (;;)
+	{
+		ItemId		lp;
+
+		if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
+			return false;
+		lp = PageGetItemId(page, offnum);
+		if (!ItemIdIsNormal(lp))
+			return false;
+		tuple->t_data = (HeapTupleHeader) PageGetItem(page, lp);
+		tuple->t_len = ItemIdGetLength(lp);
+		tuple->t_tableOid = RelationGetRelid(rel);
+		ItemPointerSet(&tuple->t_self, BufferGetBlockNumber(buffer), offnum);
+		if (TransactionIdIsValid(prior_xmax) &&
+			!TransactionIdEquals(prior_xmax, HeapTupleHeaderGetXmin(tuple->t_data)))
+			return false;
+		if (HeapTupleSatisfiesVisibility(tuple, snapshot, buffer))
+		{
+			*tip = tuple->t_self;
+			return true;
+		}
+		if (!HeapTupleIsHotUpdated(tuple))
+			return false;
+		offnum = ItemPointerGetOffsetNumber(&tuple->t_data->t_ctid);
+		prior_xmax = HeapTupleHeaderGetUpdateXid(tuple->t_data);
 	}
 }
 
@@ -745,6 +830,10 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
  * Read every slot row of a hot counter from the roots remembered by
  * ts_slot_rows_by_index.  False if any of them is not where it was: rows
  * then holds nothing, and the caller asks the index.
+ *
+ * Each row is looked for from its tip first.  A SERIALIZABLE transaction
+ * walks from the root, through heap_hot_search_buffer, whose predicate locks
+ * and conflict checks its reads need.
  */
 static bool
 ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
@@ -753,14 +842,13 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 	TsSlotMemo *memo = ts_slot_memo_find(key);
 	TupleDesc	desc = RelationGetDescr(rel);
 	size_t		name_len = strlen(name);
-	BlockNumber nblocks;
 	Buffer		buffer = InvalidBuffer;
+	bool		from_tips = !IsolationIsSerializable();
 	bool		found = memo != NULL && memo->nroots > 0;
 
 	/* rows are unpacked into arrays of Natts_ts_counter_slot_max columns */
 	if (!found || desc->natts > Natts_ts_counter_slot_max)
 		return false;
-	nblocks = RelationGetNumberOfBlocks(rel);
 	for (int i = 0; found && i < memo->nroots; i++)
 	{
 		ItemPointerData tid = memo->roots[i];
@@ -769,22 +857,39 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 		Datum		values[Natts_ts_counter_slot_max];
 		bool		isnull[Natts_ts_counter_slot_max];
 
-		/* a vacuum may have truncated the page away */
-		if (block >= nblocks)
-		{
-			found = false;
-			break;
-		}
 		if (!BufferIsValid(buffer) || BufferGetBlockNumber(buffer) != block)
 		{
 			if (BufferIsValid(buffer))
 				ReleaseBuffer(buffer);
+			if (!ts_block_exists(rel, block))
+			{
+				buffer = InvalidBuffer;
+				found = false;
+				break;
+			}
 			buffer = ReadBuffer(rel, block);
-			/* as an index fetch would: prune the page while we are here */
-			heap_page_prune_opt(rel, buffer);
+
+			/*
+			 * Prune the page of the row to update, as the index fetch of an
+			 * UPDATE would, so that its next version finds room there (a HOT
+			 * update).  Each page is pruned by its own slot's writers; the
+			 * check costs a look at the transaction horizon, which is not
+			 * worth paying for the pages that are only read.
+			 */
+			if (i == slot)
+				heap_page_prune_opt(rel, buffer);
 		}
 		LockBuffer(buffer, BUFFER_LOCK_SHARE);
-		found = heap_hot_search_buffer(&tid, rel, buffer, snapshot, &tuple, NULL, true);
+		/* a HOT chain stays on its root's page, so the tip is on it too */
+		if (from_tips && ItemPointerGetBlockNumber(&memo->tips[i]) == block &&
+			ts_slot_row_from_tip(rel, buffer, &memo->tips[i], snapshot, &tuple))
+			found = true;
+		else
+		{
+			found = heap_hot_search_buffer(&tid, rel, buffer, snapshot, &tuple, NULL, true);
+			if (found)
+				memo->tips[i] = tid;
+		}
 		if (found)
 		{
 			text	   *row_name;
