@@ -496,10 +496,15 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	{
 		int			actual_slots;
 
-		slot = ts_lock_counter_slot(counter->key, slots, counter->name);
+		slot = ts_lock_counter_slot(counter->key, slots,
+									ts_counter_slot_to_start(counter->key, slots),
+									counter->name);
 		if (ts_counter_try_add(counter, slot, slots, delta, &result,
 							   &actual_slots) == TS_SLOT_ADDED)
+		{
+			ts_counter_slot_taken(counter->key, slot);
 			return result;
+		}
 		ts_unlock_counter_slot(counter->key, slot);
 	}
 	else

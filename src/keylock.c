@@ -57,16 +57,14 @@
 #define TS_LOCK_KIND_CREDENTIAL		0x8000
 
 /*
- * How many slots a hot increment tries before it waits for one.  Each try
- * that fails costs a trip through the lock manager's shared table, and when
- * every slot is taken (more clients than slots) all of them fail; a few
- * tries find a free slot as often as many do, because backends keep to the
- * slot they last had (see ts_lock_counter_slot).
+ * How many slots a hot increment tries before it waits for one.  Trying them
+ * all (up to this many) lets an increment take a slot that its holder's
+ * commit has just freed, wherever it is, instead of queueing behind a busy
+ * one.  Trying only 4 cut the failed tries at 64 clients on 16 slots from
+ * 6 % to 2 % of backend CPU (perf), but did not measurably change the
+ * throughput.
  */
-#define TS_SLOT_PROBES				4
-
-/* The slot this backend's last hot increment took; -1 before the first. */
-static int	ts_slot_last = -1;
+#define TS_SLOT_PROBES				16
 
 /*
  * The 64-bit key of a counter name.  Two names with the same key would merely
@@ -184,44 +182,54 @@ ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
  * Take the ShareLock of a hot counter plus the ExclusiveLock of one of its
  * slots, and return that slot.
  *
- * A backend starts at the slot it took last time (at first, one derived from
- * its pid) and takes the first free one of a few, so concurrent incrementers
- * spread over the slots instead of queueing on one row.  Keeping to its last
- * slot is what lets them settle: with no more clients than slots each ends
- * up on a slot of its own and takes it at the first try, and a backend that
- * had to move on leaves the busy slot to the one that held it.  Only when
- * every slot tried is busy does it wait, on its starting slot.  A slot lock
- * this transaction already holds counts as free, so a transaction's later
- * increments reuse its slot.
+ * The caller names the slot to start at: the one this backend took last
+ * time for this counter, so that backends settle, each on a slot of its own
+ * when there are no more of them than slots (a backend that has to move on
+ * leaves the busy slot to the one that holds it).  The first free slot of
+ * those tried is taken; only when all of them are busy does the backend
+ * wait, on its starting slot.
+ *
+ * A transaction must never wait for a slot of a counter of which it holds a
+ * slot already: two transactions that each hold the slot the other waits for
+ * would deadlock.  A slot this transaction holds counts as free, but with
+ * more slots than are tried it need not be among them, as the starting slot
+ * moves with other transactions' increments.  Hot increments are the only holders of the
+ * counter's ShareLock, and take and give back one slot with it, so a
+ * ShareLock held already means a slot held already: then every slot is
+ * tried, and the held one, or a free one, is taken without a wait.
  */
 int
-ts_lock_counter_slot(uint64 key, int slots, const char *name)
+ts_lock_counter_slot(uint64 key, int slots, int start, const char *name)
 {
 	LOCKTAG		tag;
 	TsLockTarget target = {.counter = name};
-	int			start = (ts_slot_last >= 0 ? ts_slot_last : MyProcPid) % slots;
 	int			probes = Min(slots, TS_SLOT_PROBES);
 	int			slot;
 
-	ts_lock_counter(key, ShareLock, name);
+	Assert(start >= 0 && start < slots);
+	ts_counter_locktag(&tag, key);
+	switch (ts_lock_wait(&tag, ShareLock, &target))
+	{
+		case LOCKACQUIRE_ALREADY_HELD:
+		case LOCKACQUIRE_ALREADY_CLEAR:
+			probes = slots;
+			break;
+		default:
+			break;
+	}
 
 	for (int i = 0; i < probes; i++)
 	{
 		slot = (start + i) % slots;
 		ts_slot_locktag(&tag, key, slot);
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-		{
-			ts_slot_last = slot;
 			return slot;
-		}
 	}
 
-	/* the first slot was tried already: go straight to the wait */
-	slot = start;
-	ts_slot_locktag(&tag, key, slot);
+	/* the starting slot was tried already: go straight to the wait */
+	ts_slot_locktag(&tag, key, start);
 	(void) ts_lock_wait_queued(&tag, ExclusiveLock, &target);
-	ts_slot_last = slot;
-	return slot;
+	return start;
 }
 
 /*

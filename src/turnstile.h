@@ -87,7 +87,7 @@ extern int	turnstile_isolation;
 /* keylock.c */
 extern uint64 ts_counter_key(const char *name, int len);
 extern void ts_lock_counter(uint64 key, LOCKMODE mode, const char *name);
-extern int	ts_lock_counter_slot(uint64 key, int slots, const char *name);
+extern int	ts_lock_counter_slot(uint64 key, int slots, int start, const char *name);
 extern void ts_unlock_counter_slot(uint64 key, int slot);
 extern bool ts_try_lock_counter(uint64 key, LOCKMODE mode);
 extern void ts_unlock_counter(uint64 key, LOCKMODE mode);
@@ -157,6 +157,8 @@ typedef struct TsSlotAdded
 
 extern int	ts_counter_slots_remembered(uint64 key);
 extern void ts_counter_slots_remember(uint64 key, int slots);
+extern int	ts_counter_slot_to_start(uint64 key, int slots);
+extern void ts_counter_slot_taken(uint64 key, int slot);
 extern TsSlotAdd ts_counter_slot_add(const char *name, uint64 key, int slot,
 									 int expected_slots, int64 delta, Snapshot snapshot,
 									 TsSlotAdded *added);
