@@ -369,6 +369,26 @@ SELECT turnstile.counter_get('tips');
 SELECT bool_and(turnstile.counter_get('tips_' || g) = g) AS others_exact
   FROM generate_series(1, 20) g;
 SELECT count(turnstile.counter_drop(name)) FROM turnstile.counters WHERE name LIKE 'tips%';
+-- Each increment prunes the page of the row it updates, whichever slot that
+-- is, so that its next version fits on the page: 300 increments, each in its
+-- own transaction, all update their row in place (HOT).
+SELECT turnstile.counter_create('pruned', 0, 4);
+SELECT turnstile.counter_get('pruned');
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd AS updates_before, n_tup_hot_upd AS hot_updates_before
+  FROM pg_stat_user_tables WHERE relid = 'turnstile.counter_slot'::regclass \gset
+DO $$
+BEGIN
+	FOR i IN 1..300 LOOP
+		PERFORM turnstile.counter_incr('pruned', 1);
+		COMMIT;
+	END LOOP;
+END $$;
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd - :updates_before AS updates,
+       n_tup_hot_upd - :hot_updates_before AS hot_updates
+  FROM pg_stat_user_tables WHERE relid = 'turnstile.counter_slot'::regclass;
+SELECT turnstile.counter_get('pruned'), turnstile.counter_drop('pruned');
 -- and once it knows them, it does not scan the index at all
 SELECT turnstile.counter_create('get_seen', 0, 4);
 SELECT turnstile.counter_get('get_seen');

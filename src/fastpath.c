@@ -172,6 +172,9 @@ static bool ts_credential_memo_stale = false;	/* empty it before use */
  * walk starts at the tip instead, which is at most a few updates behind.
  * The tip only shortens the walk: when it does not lead to a version that
  * the snapshot shows, the walk starts again at the root.
+ *
+ * And the slot this backend's last increment of the counter took, where the
+ * next one starts looking for a free slot (keylock.c).
  */
 #define TS_SLOT_MEMO_COUNTERS	64
 #define TS_SLOT_MEMO_SLOTS		64
@@ -181,6 +184,7 @@ typedef struct TsSlotMemo
 	uint64		key;			/* the counter's lock key */
 	int			slots;			/* its slot count; 0: entry unused */
 	int			nroots;			/* slots when the roots are known, else 0 */
+	int			last_slot;		/* the slot last taken, plus 1; 0: none yet */
 	ItemPointerData roots[TS_SLOT_MEMO_SLOTS];
 	ItemPointerData tips[TS_SLOT_MEMO_SLOTS];
 } TsSlotMemo;
@@ -310,7 +314,8 @@ ts_fastpath_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
  * caller holds, and sends an invalidation at once, before it lets that lock
  * go; the caller's lock acquisition processed the invalidation, which closed
  * the table's storage handle and dropped the size it knew.  Blocks added
- * since are not in it, and are checked with the system call.
+ * since are not in it, and are checked with the system call.  So the caller
+ * must hold a lock on the table, as every caller here does.
  */
 static bool
 ts_block_exists(Relation rel, BlockNumber block)
@@ -680,10 +685,38 @@ ts_counter_slots_remember(uint64 key, int slots)
 		}
 		memo->key = key;
 		memo->nroots = 0;
+		memo->last_slot = 0;
 	}
 	if (memo->slots != slots)
 		memo->nroots = 0;
 	memo->slots = slots;
+}
+
+/*
+ * The slot at which a hot increment of a counter with the given slot count
+ * starts looking for a free one: the slot this backend took last time, or
+ * at first one that its pid chooses, so that backends start spread out.
+ */
+int
+ts_counter_slot_to_start(uint64 key, int slots)
+{
+	TsSlotMemo *memo = ts_slot_memo_find(key);
+
+	if (memo != NULL && memo->last_slot > 0 && memo->last_slot <= slots)
+		return memo->last_slot - 1;
+	return MyProcPid % slots;
+}
+
+/*
+ * Remember the slot a hot increment took (see ts_counter_slot_to_start).
+ */
+void
+ts_counter_slot_taken(uint64 key, int slot)
+{
+	TsSlotMemo *memo = ts_slot_memo_find(key);
+
+	if (memo != NULL)
+		memo->last_slot = slot + 1;
 }
 
 /*
@@ -789,6 +822,9 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
  * is the one a walk from the root would find.  Each step checks that the
  * next version's xmin is the xmax of the one before, as heap_hot_search_buffer
  * does, so a link into a pointer that was pruned and reused ends the walk.
+ * The tip itself may have been pruned and its pointer reused by another row;
+ * the caller checks the key of the row found, and a row with the key that the
+ * snapshot shows is the current one, as the key is unique.
  */
 static bool
 ts_slot_row_from_tip(Relation rel, Buffer buffer, ItemPointer tip, Snapshot snapshot,
@@ -868,17 +904,18 @@ ts_slot_rows_at_roots(Relation rel, const char *name, uint64 key, int slot,
 				break;
 			}
 			buffer = ReadBuffer(rel, block);
-
-			/*
-			 * Prune the page of the row to update, as the index fetch of an
-			 * UPDATE would, so that its next version finds room there (a HOT
-			 * update).  Each page is pruned by its own slot's writers; the
-			 * check costs a look at the transaction horizon, which is not
-			 * worth paying for the pages that are only read.
-			 */
-			if (i == slot)
-				heap_page_prune_opt(rel, buffer);
 		}
+
+		/*
+		 * Prune the page of the row to update, as the index fetch of an
+		 * UPDATE would, so that its next version finds room there (a HOT
+		 * update).  Each page is pruned by its own slot's writers; the check
+		 * costs a look at the transaction horizon, which is not worth paying
+		 * for the pages that are only read.  The page may hold rows read
+		 * before this one: they were copied or summed already.
+		 */
+		if (i == slot)
+			heap_page_prune_opt(rel, buffer);
 		LockBuffer(buffer, BUFFER_LOCK_SHARE);
 		/* a HOT chain stays on its root's page, so the tip is on it too */
 		if (from_tips && ItemPointerGetBlockNumber(&memo->tips[i]) == block &&
