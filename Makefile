@@ -11,6 +11,7 @@ OBJS = \
 	src/refresh.o \
 	src/credential.o \
 	src/fastpath.o \
+	src/grow.o \
 	src/worker.o
 
 EXTENSION = pg_turnstile

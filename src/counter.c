@@ -269,9 +269,12 @@ ts_counter_check_unchanged(const TsCounter *counter, Snapshot snapshot)
 	ts_counter_read(counter, latest_snapshot, &latest);
 	ts_policy_release(latest_snapshot);
 
-	/* created_at tells a counter dropped and created again */
+	/*
+	 * created_at tells a counter dropped and created again, and slots one
+	 * that grew (grow.c), which changes neither its value nor its version
+	 */
 	if (seen.exists != latest.exists || seen.version != latest.version ||
-		seen.created_at != latest.created_at)
+		seen.created_at != latest.created_at || seen.slots != latest.slots)
 		ts_report_changed(counter);
 }
 

@@ -18,6 +18,7 @@
 PG_MODULE_MAGIC;
 
 int			turnstile_isolation = TURNSTILE_READ_COMMITTED;
+int			turnstile_hot_slots_max = TURNSTILE_SLOTS_MAX;
 
 static const struct config_enum_entry ts_isolation_options[] = {
 	{"read committed", TURNSTILE_READ_COMMITTED, false},
@@ -44,6 +45,21 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	/*
+	 * Superuser-only, like the server's own settings that trade one
+	 * session's choice against everyone's: a counter's slot count is shared
+	 * by every backend that uses it.
+	 */
+	DefineCustomIntVariable("turnstile.hot_slots_max",
+							"The most slots a hot counter grows to when an increment finds all of them busy; a counter created with more keeps them.",
+							"A counter does not grow past this; its own slot count or less turns growth off for it.",
+							&turnstile_hot_slots_max,
+							TURNSTILE_SLOTS_MAX,
+							1, TURNSTILE_SLOTS_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("turnstile");
 }

@@ -54,17 +54,8 @@
 #define TS_LOCK_KIND_COUNTER		0x5401
 #define TS_LOCK_KIND_COUNTER_SLOT	0x5402
 #define TS_LOCK_KIND_REALM_REGISTRY	0x5403
+#define TS_LOCK_KIND_COUNTER_GROWTH	0x5404
 #define TS_LOCK_KIND_CREDENTIAL		0x8000
-
-/*
- * How many slots a hot increment tries before it waits for one.  Trying them
- * all (up to this many) lets an increment take a slot that its holder's
- * commit has just freed, wherever it is, instead of queueing behind a busy
- * one.  Trying only 4 cut the failed tries at 64 clients on 16 slots from
- * 6 % to 2 % of backend CPU (perf), but did not measurably change the
- * throughput.
- */
-#define TS_SLOT_PROBES				16
 
 /*
  * The 64-bit key of a counter name.  Two names with the same key would merely
@@ -189,36 +180,33 @@ ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
  * those tried is taken; only when all of them are busy does the backend
  * wait, on its starting slot.
  *
+ * Every slot is tried before a wait, so an increment takes a slot that its
+ * holder's commit has just freed, wherever it is; and a wait means that
+ * every slot is held by another transaction, which is when the counter asks
+ * to grow (grow.c).  Trying only 4 of 16 slots cut the failed tries at 64
+ * clients from 6 % to 2 % of backend CPU (perf), but did not measurably
+ * change the throughput.
+ *
  * A transaction must never wait for a slot of a counter of which it holds a
  * slot already: two transactions that each hold the slot the other waits for
- * would deadlock.  A slot this transaction holds counts as free, but with
- * more slots than are tried it need not be among them, as the starting slot
- * moves with other transactions' increments.  Hot increments are the only holders of the
- * counter's ShareLock, and take and give back one slot with it, so a
- * ShareLock held already means a slot held already: then every slot is
- * tried, and the held one, or a free one, is taken without a wait.
+ * would deadlock.  A slot this transaction holds counts as free, so trying
+ * every slot finds it.  Hot increments are the only holders of the counter's
+ * ShareLock, and take and give back one slot with it, so a ShareLock held
+ * already means a slot held already, and such a transaction never waits
+ * here.
  */
 int
 ts_lock_counter_slot(uint64 key, int slots, int start, const char *name)
 {
 	LOCKTAG		tag;
 	TsLockTarget target = {.counter = name};
-	int			probes = Min(slots, TS_SLOT_PROBES);
 	int			slot;
 
 	Assert(start >= 0 && start < slots);
 	ts_counter_locktag(&tag, key);
-	switch (ts_lock_wait(&tag, ShareLock, &target))
-	{
-		case LOCKACQUIRE_ALREADY_HELD:
-		case LOCKACQUIRE_ALREADY_CLEAR:
-			probes = slots;
-			break;
-		default:
-			break;
-	}
+	(void) ts_lock_wait(&tag, ShareLock, &target);
 
-	for (int i = 0; i < probes; i++)
+	for (int i = 0; i < slots; i++)
 	{
 		slot = (start + i) % slots;
 		ts_slot_locktag(&tag, key, slot);
@@ -226,7 +214,8 @@ ts_lock_counter_slot(uint64 key, int slots, int start, const char *name)
 			return slot;
 	}
 
-	/* the starting slot was tried already: go straight to the wait */
+	/* every slot is busy, and none of them is ours: ask for more, then wait */
+	ts_counter_request_growth(key, slots, name);
 	ts_slot_locktag(&tag, key, start);
 	(void) ts_lock_wait_queued(&tag, ExclusiveLock, &target);
 	return start;
@@ -269,6 +258,45 @@ ts_unlock_counter_slot(uint64 key, int slot)
 	ts_slot_locktag(&tag, key, slot);
 	LockRelease(&tag, ExclusiveLock, false);
 	ts_unlock_counter(key, ShareLock);
+}
+
+/*
+ * A hot counter's growth lock (see grow.c): an increment that asks for the
+ * counter to grow tries it without waiting and keeps it to the end of its
+ * transaction; the worker that grows the counter waits for it.
+ */
+static inline void
+ts_growth_locktag(LOCKTAG *tag, uint64 key)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
+						 (uint32) key, TS_LOCK_KIND_COUNTER_GROWTH);
+}
+
+TsLockResult
+ts_try_lock_counter_growth(uint64 key)
+{
+	LOCKTAG		tag;
+
+	ts_growth_locktag(&tag, key);
+	switch (LockAcquire(&tag, ExclusiveLock, false, true))
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return TS_LOCK_NOT_AVAILABLE;
+		case LOCKACQUIRE_OK:
+			return TS_LOCK_ACQUIRED;
+		default:
+			return TS_LOCK_ALREADY_HELD;
+	}
+}
+
+void
+ts_lock_counter_growth(uint64 key)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.other = "a hot counter's growth"};
+
+	ts_growth_locktag(&tag, key);
+	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
 }
 
 static inline void

@@ -80,6 +80,7 @@ typedef enum TurnstileIsolation
 } TurnstileIsolation;
 
 extern int	turnstile_isolation;
+extern int	turnstile_hot_slots_max;
 
 /* Realm ids go into the per-user lock tag, which leaves them 15 bits. */
 #define TURNSTILE_REALM_ID_MAX		32767
@@ -102,6 +103,11 @@ extern TsLockResult ts_lock_credential(int realm_id, int64 user_id, LOCKMODE mod
 									   bool wait, const char *realm);
 extern void ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode);
 extern void ts_lock_realm_registry(void);
+extern TsLockResult ts_try_lock_counter_growth(uint64 key);
+extern void ts_lock_counter_growth(uint64 key);
+
+/* grow.c */
+extern void ts_counter_request_growth(uint64 key, int slots, const char *name);
 
 /* snapshot.c */
 extern void ts_policy_check_level(void);

@@ -1,0 +1,192 @@
+/*-------------------------------------------------------------------------
+ *
+ * grow.c
+ *	  A hot counter whose slots are all busy gets more of them.
+ *
+ * A hot increment holds its slot until its transaction ends, and a commit
+ * ends with a WAL flush.  So a hot counter serves at most one increment per
+ * slot per flush: with 64 writers on 16 slots, four queue behind every slot
+ * and each waits for the flush of the one before.  A counter created with
+ * slots = S therefore grows when an increment finds every one of its S
+ * slots held by other transactions: it gets 2 * S slots, up to
+ * turnstile.hot_slots_max.  Growth stops by itself once there are more slots
+ * than transactions that increment the counter at once, because then an
+ * increment always finds one free.
+ *
+ * Why a background worker.  Growing rewrites the slot count in every slot row
+ * and adds rows, under the counter's ExclusiveLock, so that every snapshot
+ * sees either all the old rows or all the new ones (readers check that each
+ * row shows the slot count they expect).  If the increment that found the
+ * slots busy did that itself, it would keep the ExclusiveLock until its
+ * caller's transaction ended, and every increment of the counter would wait
+ * for that transaction, however long it ran.  The worker's transaction only
+ * grows the counter and commits.
+ *
+ * One grower at a time.  The increment that asks takes the counter's growth
+ * lock without waiting and keeps it until its transaction ends; finding it
+ * taken means someone asked already.  The worker waits for the same lock
+ * before it looks, so it runs after its asker has finished and never beside
+ * another grower of the counter, and it grows only if the counter still has
+ * the slot count the asker saw.  Asking never fails an increment: without a
+ * free worker slot the counter simply does not grow this time.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "turnstile.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+
+PGDLLEXPORT void ts_grow_worker_main(Datum main_arg);
+
+/* What the asker tells the worker, in its bgw_extra. */
+typedef struct TsGrowRequest
+{
+	Oid			database;
+	Oid			owner;			/* the extension's owner, who owns the tables */
+	uint64		key;			/* the counter's lock key */
+	int32		from_slots;		/* the slot count the asker found all busy */
+	int32		to_slots;
+} TsGrowRequest;
+
+StaticAssertDecl(sizeof(TsGrowRequest) <= BGW_EXTRALEN,
+				 "a growth request must fit in bgw_extra");
+
+/*
+ * The hot counter with this key and slot count, in the worker's snapshot;
+ * NULL if there is none (dropped, or grown by someone else meanwhile).
+ */
+static TsStatement ts_stmt_find = {
+	"SELECT name FROM turnstile.counter_slot"
+	" WHERE slot OPERATOR(pg_catalog.=) 0 AND slots OPERATOR(pg_catalog.=) $2"
+	"   AND turnstile.counter_lock_key(name) OPERATOR(pg_catalog.=) $1",
+	2, {INT8OID, INT4OID}
+};
+
+/*
+ * Give counter $1 $3 slots instead of $2: every row shows the new count, and
+ * the new slots start at zero.  Neither the value nor the version moves (the
+ * sums over the slots stay the same), nor updated_at: the new rows carry the
+ * counter's created_at, like the rows it was created with.
+ */
+static TsStatement ts_stmt_grow = {
+	"WITH grown AS ("
+	"  UPDATE turnstile.counter_slot SET slots = $3"
+	"   WHERE name OPERATOR(pg_catalog.=) $1 AND slots OPERATOR(pg_catalog.=) $2"
+	"  RETURNING created_at)"
+	" INSERT INTO turnstile.counter_slot"
+	"        (name, slot, slots, value, version, created_at, updated_at)"
+	" SELECT $1, s, $3, 0, 0, c.created_at, c.created_at"
+	"   FROM pg_catalog.generate_series($2, $3 OPERATOR(pg_catalog.-) 1) s,"
+	"        (SELECT pg_catalog.min(created_at) AS created_at FROM grown) c"
+	"  WHERE c.created_at IS NOT NULL",
+	3, {TEXTOID, INT4OID, INT4OID}
+};
+
+/*
+ * Ask for a counter to grow from slots to twice as many; called by an
+ * increment that found every slot held by another transaction, before it
+ * waits for one.  Returns at once: the growth, if any, happens after this
+ * transaction ends.
+ */
+void
+ts_counter_request_growth(uint64 key, int slots, const char *name)
+{
+	TsGrowRequest request;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	if (slots >= turnstile_hot_slots_max)
+		return;
+	if (ts_try_lock_counter_growth(key) != TS_LOCK_ACQUIRED)
+		return;					/* someone asked already, maybe this transaction */
+
+	/* this backend's slot count may be out of date: then it grew already */
+	if (ts_counter_slots_peek(name) != slots)
+		return;
+
+	request.database = MyDatabaseId;
+	request.owner = ts_store_owner();
+	request.key = key;
+	request.from_slots = slots;
+	request.to_slots = Min(slots * 2, turnstile_hot_slots_max);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "pg_turnstile", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "ts_grow_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_turnstile growth of a hot counter to %d slots",
+			 request.to_slots);
+	strlcpy(worker.bgw_type, "pg_turnstile growth", BGW_MAXLEN);
+	memcpy(worker.bgw_extra, &request, sizeof(request));
+	worker.bgw_notify_pid = 0;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(DEBUG1,
+				(errmsg("hot counter \"%s\" did not grow: no background worker slot free",
+						name)));
+}
+
+/*
+ * The worker: grow one counter in a transaction of its own.
+ */
+void
+ts_grow_worker_main(Datum main_arg)
+{
+	TsGrowRequest request;
+	TsStoreSession session;
+	char	   *name = NULL;
+
+	memcpy(&request, MyBgworkerEntry->bgw_extra, sizeof(request));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(request.database, request.owner, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	/* each statement below must see what committed before it started */
+	XactIsoLevel = XACT_READ_COMMITTED;
+
+	/* wait for the asker's transaction, and for any other grower */
+	ts_lock_counter_growth(request.key);
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ts_store_open(&session);
+	{
+		Datum		args[3] = {Int64GetDatum((int64) request.key),
+		Int32GetDatum(request.from_slots)};
+
+		if (ts_store_exec(&ts_stmt_find, args, NULL, InvalidSnapshot, true) == 1)
+			name = ts_store_text(&session, 0, 1);
+		if (name != NULL)
+		{
+			/*
+			 * The ExclusiveLock waits for the increments in flight and holds
+			 * off new ones; a snapshot taken after it then sees every slot's
+			 * final value, and no slot row is locked by anyone.
+			 */
+			ts_lock_counter(request.key, ExclusiveLock, name);
+			PopActiveSnapshot();
+			PushActiveSnapshot(GetTransactionSnapshot());
+
+			args[0] = CStringGetTextDatum(name);
+			args[2] = Int32GetDatum(request.to_slots);
+			if (ts_store_exec(&ts_stmt_grow, args, NULL, InvalidSnapshot, false) > 0)
+				ereport(DEBUG1,
+						(errmsg("hot counter \"%s\" grew from %d to %d slots",
+								name, request.from_slots, request.to_slots)));
+		}
+	}
+	ts_store_close(&session);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
