@@ -1,0 +1,147 @@
+# A hot counter whose slots are all busy grows (src/grow.c).
+#
+# 1. Step by step: two transactions hold both slots of a 2-slot counter and a
+#    third increment has to wait.  The counter grows to 4 slots, but only
+#    after the one that asked has ended and the increments in flight have
+#    committed; its value, version, created_at and updated_at stay as they
+#    were, and a backend that knew the old slot count goes on exactly.
+# 2. Many clients: 8 clients on a 2-slot counter grow it to 4 or 8 slots,
+#    never more, and the value is exact to the unit.
+# 3. turnstile.hot_slots_max = 2 keeps the same load on 2 slots.
+# 4. Only a superuser may change turnstile.hot_slots_max.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('growth');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pg_turnstile;
+	SELECT turnstile.counter_create('g', 0, 2);
+});
+
+my $no_grower = q{SELECT count(*) = 0 FROM pg_stat_activity
+	 WHERE backend_type = 'pg_turnstile growth'};
+
+sub info
+{
+	my ($name) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT value, version, slots, created_at, updated_at
+		  FROM turnstile.counter_info('$name')});
+}
+
+# 1. Step by step
+my @holders = map { $node->background_psql('postgres') } 1 .. 2;
+$_->query_safe("BEGIN; SELECT turnstile.counter_incr('g')") for @holders;
+
+my $waiter = $node->background_psql('postgres');
+my $waiter_pid = $waiter->query_safe('SELECT pg_backend_pid()');
+$waiter->query_until(qr/started/, q{
+	\echo started
+	SELECT turnstile.counter_incr('g');
+});
+
+ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM turnstile.locks
+		 WHERE pid = $waiter_pid AND object = 'counter slot' AND NOT granted}),
+	'the third increment waits for a slot');
+ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM pg_locks
+		 WHERE pid = $waiter_pid AND locktype = 'advisory' AND objsubid = 21508
+		   AND granted}),
+	'it holds the counter\'s growth lock');
+ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM pg_locks l
+		  JOIN pg_stat_activity a USING (pid)
+		 WHERE a.backend_type = 'pg_turnstile growth'
+		   AND l.locktype = 'advisory' AND l.objsubid = 21508 AND NOT l.granted}),
+	'the worker waits for the asker\'s transaction');
+my $before = info('g');
+like($before, qr/^0\|1\|2\|/, 'no growth while the asker runs');
+
+# the holder of the slot the waiter waits for commits: the waiter takes that
+# slot and commits too
+my $awaited = $node->safe_psql('postgres', qq{
+	SELECT h.pid FROM turnstile.locks h JOIN turnstile.locks w USING (slot)
+	 WHERE w.pid = $waiter_pid AND NOT w.granted AND h.granted});
+my @pids = map { $_->query_safe('SELECT pg_backend_pid()') } @holders;
+@holders = reverse @holders if $pids[1] eq $awaited;
+$holders[0]->query_safe('COMMIT');
+ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM pg_locks l
+		  JOIN pg_stat_activity a USING (pid)
+		 WHERE a.backend_type = 'pg_turnstile growth'
+		   AND l.locktype = 'advisory' AND l.objsubid = 21505 AND NOT l.granted}),
+	'then the worker waits for the increment still in flight');
+like(info('g'), qr/^2\|3\|2\|/, 'no growth while an increment is in flight');
+
+$holders[1]->query_safe('COMMIT');
+ok($node->poll_query_until('postgres', $no_grower), 'the worker is done');
+my $after = info('g');
+my @b = split /\|/, $before;
+my @a = split /\|/, $after;
+is_deeply([ @a[0, 1, 2] ], [ 3, 4, 4 ], 'grown to 4 slots, value and version exact');
+is($a[3], $b[3], 'created_at unchanged');
+is($a[4], $node->safe_psql('postgres', q{
+		SELECT max(updated_at) FROM turnstile.counter_slot
+		 WHERE name = 'g' AND slot < 2}),
+	'updated_at is still that of the last increment');
+is($node->safe_psql('postgres', q{
+		SELECT string_agg(slot || ':' || slots || ':' || value || ':' || version, ' '
+						  ORDER BY slot)
+		  FROM turnstile.counter_slot WHERE name = 'g' AND slot >= 2}),
+	'2:4:0:0 3:4:0:0', 'the new slots start at zero');
+
+# the holders' backends remembered 2 slots
+is($holders[0]->query_safe("SELECT turnstile.counter_incr('g', 10)"), '13',
+	'a backend that knew 2 slots adds exactly');
+is($holders[1]->query_safe(
+		"SELECT turnstile.counter_incr('g', 5), turnstile.counter_get('g')"),
+	'18|18', 'and reads exactly');
+$_->quit for @holders, $waiter;
+
+# 2. Many clients, and 3. the limit
+sub hammer
+{
+	my ($name, $options, $what) = @_;
+	local $ENV{PGOPTIONS} = $options;
+	$node->safe_psql('postgres', "SELECT turnstile.counter_create('$name', 0, 2)");
+	$node->pgbench('--no-vacuum --client=8 --jobs=2 --transactions=300',
+		0, [qr{processed: 2400/2400}], [qr{^$}], "$what: 8 clients",
+		{ "014_$name" => "SELECT turnstile.counter_incr('$name');" });
+	ok($node->poll_query_until('postgres', $no_grower),
+		"$what: no worker left running");
+	return info($name);
+}
+
+my ($value, undef, $slots) = split /\|/, hammer('many', '', 'growth');
+is($value, '2400', 'growth: the value is exact');
+ok($slots == 4 || $slots == 8, "growth: 2 slots grew to 4 or 8 (got $slots)");
+
+($value, undef, $slots) = split /\|/,
+  hammer('capped', '-c turnstile.hot_slots_max=2', 'limit');
+is($value, '2400', 'limit: the value is exact');
+is($slots, '2', 'limit: turnstile.hot_slots_max = 2 keeps 2 slots');
+
+# 4. Superuser only
+$node->safe_psql('postgres', q{
+	CREATE ROLE app LOGIN;
+	GRANT USAGE ON SCHEMA turnstile TO app;
+	GRANT EXECUTE ON FUNCTION turnstile.counter_get(text) TO app;
+});
+# the call loads the library, so that the setting is defined, not a placeholder
+my ($ret, $stdout, $stderr) = $node->psql('postgres', q{
+	SELECT turnstile.counter_get('g');
+	SET turnstile.hot_slots_max = 8;
+}, extra_params => [ '-U', 'app', '-v', 'VERBOSITY=verbose' ]);
+like($stderr, qr/ERROR:  42501: permission denied to set parameter "turnstile.hot_slots_max"/,
+	'a plain role cannot change turnstile.hot_slots_max');
+
+$node->stop;
+done_testing();
