@@ -118,15 +118,9 @@ ts_counter_request_growth(uint64 key, int slots, const char *name)
 	request.from_slots = slots;
 	request.to_slots = Min(slots * 2, turnstile_hot_slots_max);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "pg_turnstile", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "ts_grow_worker_main", BGW_MAXLEN);
+	ts_worker_describe(&worker, "ts_grow_worker_main", "pg_turnstile growth");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_turnstile growth of a hot counter to %d slots",
 			 request.to_slots);
-	strlcpy(worker.bgw_type, "pg_turnstile growth", BGW_MAXLEN);
 	memcpy(worker.bgw_extra, &request, sizeof(request));
 	worker.bgw_notify_pid = 0;
 

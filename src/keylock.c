@@ -260,6 +260,21 @@ ts_unlock_counter_slot(uint64 key, int slot)
 	ts_unlock_counter(key, ShareLock);
 }
 
+/* What a LockAcquire call means to a caller that may already hold the lock. */
+static TsLockResult
+ts_lock_result(LockAcquireResult result)
+{
+	switch (result)
+	{
+		case LOCKACQUIRE_NOT_AVAIL:
+			return TS_LOCK_NOT_AVAILABLE;
+		case LOCKACQUIRE_OK:
+			return TS_LOCK_ACQUIRED;
+		default:
+			return TS_LOCK_ALREADY_HELD;
+	}
+}
+
 /*
  * A hot counter's growth lock (see grow.c): an increment that asks for the
  * counter to grow tries it without waiting and keeps it to the end of its
@@ -278,15 +293,7 @@ ts_try_lock_counter_growth(uint64 key)
 	LOCKTAG		tag;
 
 	ts_growth_locktag(&tag, key);
-	switch (LockAcquire(&tag, ExclusiveLock, false, true))
-	{
-		case LOCKACQUIRE_NOT_AVAIL:
-			return TS_LOCK_NOT_AVAILABLE;
-		case LOCKACQUIRE_OK:
-			return TS_LOCK_ACQUIRED;
-		default:
-			return TS_LOCK_ALREADY_HELD;
-	}
+	return ts_lock_result(LockAcquire(&tag, ExclusiveLock, false, true));
 }
 
 void
@@ -328,15 +335,7 @@ ts_lock_credential(int realm_id, int64 user_id, LOCKMODE mode, bool wait,
 	else
 		result = LockAcquire(&tag, mode, false, true);
 
-	switch (result)
-	{
-		case LOCKACQUIRE_NOT_AVAIL:
-			return TS_LOCK_NOT_AVAILABLE;
-		case LOCKACQUIRE_OK:
-			return TS_LOCK_ACQUIRED;
-		default:
-			return TS_LOCK_ALREADY_HELD;
-	}
+	return ts_lock_result(result);
 }
 
 /*

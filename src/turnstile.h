@@ -171,6 +171,9 @@ extern TsSlotAdd ts_counter_slot_add(const char *name, uint64 key, int slot,
 
 /* worker.c */
 extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
+struct BackgroundWorker;
+extern void ts_worker_describe(struct BackgroundWorker *worker, const char *function,
+							   const char *type);
 
 /* credential.c, for the worker */
 extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);

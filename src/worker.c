@@ -192,6 +192,22 @@ ts_worker_receive(shm_mq_handle *mqh, BackgroundWorkerHandle *handle,
 }
 
 /*
+ * Fill in a dynamic background worker of this library that connects to a
+ * database, runs function once and is never restarted; the caller names it.
+ */
+void
+ts_worker_describe(BackgroundWorker *worker, const char *function, const char *type)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_ConsistentState;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker->bgw_library_name, "pg_turnstile", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+}
+
+/*
  * Run the refresh steps for a user in a background worker, in a transaction
  * of their own, and return the credential it committed.  The caller holds
  * the user's lock.
@@ -227,15 +243,9 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	shm_mq_set_receiver(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "pg_turnstile", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "ts_refresh_worker_main", BGW_MAXLEN);
+	ts_worker_describe(&worker, "ts_refresh_worker_main", "pg_turnstile refresh");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_turnstile refresh of user " INT64_FORMAT,
 			 user_id);
-	strlcpy(worker.bgw_type, "pg_turnstile refresh", BGW_MAXLEN);
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 

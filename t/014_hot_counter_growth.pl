@@ -36,6 +36,18 @@ sub info
 		  FROM turnstile.counter_info('$name')});
 }
 
+# Wait until the growth worker waits for a turnstile lock of the given kind
+# (pg_locks.objsubid): 21508 the growth lock, 21505 the counter's lock.
+sub worker_waits_for
+{
+	my ($kind) = @_;
+	return $node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM pg_locks l
+		  JOIN pg_stat_activity a USING (pid)
+		 WHERE a.backend_type = 'pg_turnstile growth'
+		   AND l.locktype = 'advisory' AND l.objsubid = $kind AND NOT l.granted});
+}
+
 # 1. Step by step
 my @holders = map { $node->background_psql('postgres') } 1 .. 2;
 $_->query_safe("BEGIN; SELECT turnstile.counter_incr('g')") for @holders;
@@ -56,12 +68,7 @@ ok($node->poll_query_until('postgres', qq{
 		 WHERE pid = $waiter_pid AND locktype = 'advisory' AND objsubid = 21508
 		   AND granted}),
 	'it holds the counter\'s growth lock');
-ok($node->poll_query_until('postgres', qq{
-		SELECT count(*) = 1 FROM pg_locks l
-		  JOIN pg_stat_activity a USING (pid)
-		 WHERE a.backend_type = 'pg_turnstile growth'
-		   AND l.locktype = 'advisory' AND l.objsubid = 21508 AND NOT l.granted}),
-	'the worker waits for the asker\'s transaction');
+ok(worker_waits_for(21508), 'the worker waits for the asker\'s transaction');
 my $before = info('g');
 like($before, qr/^0\|1\|2\|/, 'no growth while the asker runs');
 
@@ -73,12 +80,7 @@ my $awaited = $node->safe_psql('postgres', qq{
 my @pids = map { $_->query_safe('SELECT pg_backend_pid()') } @holders;
 @holders = reverse @holders if $pids[1] eq $awaited;
 $holders[0]->query_safe('COMMIT');
-ok($node->poll_query_until('postgres', qq{
-		SELECT count(*) = 1 FROM pg_locks l
-		  JOIN pg_stat_activity a USING (pid)
-		 WHERE a.backend_type = 'pg_turnstile growth'
-		   AND l.locktype = 'advisory' AND l.objsubid = 21505 AND NOT l.granted}),
-	'then the worker waits for the increment still in flight');
+ok(worker_waits_for(21505), 'then the worker waits for the increment still in flight');
 like(info('g'), qr/^2\|3\|2\|/, 'no growth while an increment is in flight');
 
 $holders[1]->query_safe('COMMIT');
