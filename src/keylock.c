@@ -183,9 +183,7 @@ ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
  * Every slot is tried before a wait, so an increment takes a slot that its
  * holder's commit has just freed, wherever it is; and a wait means that
  * every slot is held by another transaction, which is when the counter asks
- * to grow (grow.c).  Trying only 4 of 16 slots cut the failed tries at 64
- * clients from 6 % to 2 % of backend CPU (perf), but did not measurably
- * change the throughput.
+ * to grow (grow.c).
  *
  * A transaction must never wait for a slot of a counter of which it holds a
  * slot already: two transactions that each hold the slot the other waits for
