@@ -72,6 +72,20 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+/*
+ * index_beginscan for every supported version: PostgreSQL 18 added an
+ * IndexScanInstrumentation argument, which the fast path does not use.
+ */
+static inline IndexScanDesc
+ts_index_beginscan(Relation rel, Relation index, Snapshot snapshot, int nkeys)
+{
+#if PG_VERSION_NUM >= 180000
+	return index_beginscan(rel, index, snapshot, NULL, nkeys, 0);
+#else
+	return index_beginscan(rel, index, snapshot, nkeys, 0);
+#endif
+}
+
 /* The relations the fast path reads, and the columns it needs. */
 typedef struct TsFastRels
 {
@@ -292,7 +306,7 @@ ts_fastpath_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 
 	for (int i = 0; i < nkeys; i++)
 		keys[i].sk_collation = index->rd_indcollation[i];
-	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	scan = ts_index_beginscan(rel, index, snapshot, nkeys);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
@@ -550,7 +564,7 @@ ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by, Snapshot snapsh
 	index = index_open(ts_rels.realm_grant_by_key, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
-	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	scan = ts_index_beginscan(rel, index, snapshot, 1);
 	index_rescan(scan, &key, 1, NULL, 0);
 	allowed = false;
 	while (!allowed && index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -765,7 +779,7 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(slot));
 	for (int i = 0; i < nkeys; i++)
 		keys[i].sk_collation = index->rd_indcollation[i];
-	scan = index_beginscan(rel, index, snapshot, nkeys, 0);
+	scan = ts_index_beginscan(rel, index, snapshot, nkeys);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	/* index_getnext_slot, keeping the TID the index gave: the chain's root */
 	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
