@@ -15,7 +15,7 @@ my $clients = 16;
 my $transactions = 250;
 
 my $node = PostgreSQL::Test::Cluster->new('increments');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->append_conf('postgresql.conf', "max_connections = 60\n");
 $node->start;
 

@@ -19,7 +19,7 @@ use TurnstileTest;
 my $login_seconds = 0.2;
 
 my $node = PostgreSQL::Test::Cluster->new('stampede');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->append_conf('postgresql.conf',
 	"max_connections = 150\nmax_worker_processes = 24\n");
 $node->start;

@@ -16,7 +16,7 @@ my $transactions = 9_000;		# 111 calls each, 1,000 more in refreshes: 1.0 millio
 my $first = 90;					# 10,000 calls
 
 my $node = PostgreSQL::Test::Cluster->new('memory');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 # the test measures memory, not WAL flushes or logging
 $node->append_conf('postgresql.conf', qq{
 synchronous_commit = off

@@ -38,7 +38,7 @@ use TurnstileTest;
 my $clients = 8;
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 # log_statement = all (the test default) would write every increment to the
 # server log.  restart_after_crash is on by default; say so, case 2 needs it.
 $node->append_conf('postgresql.conf', qq{
@@ -268,8 +268,9 @@ kill 'KILL', $victim;
 $load->{run}->finish;
 $node->poll_query_until('postgres', 'SELECT 1', '1')
   or die 'the server did not come back after kill -9';
+# PostgreSQL 18 names the process by its type: "client backend"
 like(slurp_file($node->logfile, $offset),
-	qr/server process \(PID $victim\) was terminated by signal 9.*all server processes terminated; reinitializing/s,
+	qr/(?:server process|client backend) \(PID $victim\) was terminated by signal 9.*all server processes terminated; reinitializing/s,
 	'kill -9: the postmaster restarted every backend');
 check_cut_off($load, 'kill -9');
 read_logs($load, 1);

@@ -54,7 +54,7 @@ my $login_seconds = 0.1;
 my @realms = ('r1', 'r2');	# requires_new, required
 
 my $node = PostgreSQL::Test::Cluster->new('killed');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 # log_statement = all (the test default) would write every increment to the
 # server log.  The terminator starts switched off (interval 0).
 $node->append_conf('postgresql.conf', qq{

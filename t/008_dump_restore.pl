@@ -25,7 +25,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->start;
 my $superuser = $node->safe_psql('postgres', 'SELECT current_user');
 
@@ -335,7 +335,7 @@ check_restored($node, 'dst_plain', 'plain dump');
 # realms must still belong to, and be granted to, the same roles.
 #
 my $other = PostgreSQL::Test::Cluster->new('other');
-$other->init;
+$other->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $other->start;
 $node->command_ok([ 'pg_dumpall', '--roles-only', "--file=$dir/roles.sql" ],
 	'pg_dumpall --roles-only');

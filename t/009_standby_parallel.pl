@@ -26,7 +26,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
+$primary->init(allows_streaming => 1, extra => [ '-E', 'UTF8', '--no-locale' ]);
 $primary->start;
 
 # A login that numbers each user's logins: tok-<user>-<n>.

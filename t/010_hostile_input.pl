@@ -44,7 +44,7 @@ my $pairs_per_function = 80;	# random pairs of variations per function
 my $context_samples = 8;		# variations per function in each context
 
 my $node = PostgreSQL::Test::Cluster->new('hostile');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
 $node->start;
 

@@ -33,11 +33,12 @@ my $ncounters = 200;
 my $nusers = 16;
 
 my $proxy = PostgreSQL::Test::Cluster->new('proxy');
-$proxy->init;
+$proxy->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $proxy->append_conf('postgresql.conf',
 	"shared_buffers = 16MB\nmax_connections = 100\n");
 
-plan skip_all => 'PL/Proxy is not installed (Debian: postgresql-15-plproxy)'
+# scripts/test installs it; without it the test fails rather than skips
+die 'PL/Proxy is not installed (Debian: postgresql-' . $proxy->pg_version->major . '-plproxy)'
   unless -f $proxy->config_data('--sharedir') . '/extension/plproxy.control';
 
 $proxy->start;
@@ -47,7 +48,7 @@ my @shards;
 foreach my $i (0 .. $nshards - 1)
 {
 	my $shard = PostgreSQL::Test::Cluster->new("shard$i");
-	$shard->init;
+	$shard->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 	$shard->append_conf('postgresql.conf',
 		"shared_buffers = 16MB\nmax_connections = 150\nmax_worker_processes = 16\n");
 	$shard->start;

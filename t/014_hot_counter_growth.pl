@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('growth');
-$node->init;
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pg_turnstile;
