@@ -18,39 +18,79 @@
 # PostgreSQL), nothing is installed and everything runs as the current user.
 #
 # Environment:
+#	PG_MAJOR			PostgreSQL major version to test (scripts/test --pg
+#						sets it; default: the newest installed, else 15)
 #	PG_CONFIG			pg_config of the target PostgreSQL
-#						(default /usr/lib/postgresql/15/bin/pg_config)
+#						(default /usr/lib/postgresql/$PG_MAJOR/bin/pg_config)
 #	PG_TURNSTILE_PORT	first port number to try (default 54329)
+#	COPT				extra compiler options, as PGXS takes them
+#						(scripts/test --matrix sets -Werror)
 #
 # After setup_cluster: PG_BIN, PG_OS_USER, RUN_DIR, SRC_DIR (the built copy),
 # DATA_DIR, LOG_DIR, and PGHOST, PGPORT, PGUSER exported for clients.
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Debian packages the scripts need (pgbench and psql come with postgresql-15).
-# The second group is for the tests that run real neighbours: PgBouncer, a
-# backend-terminating background worker, PL/Proxy shards, and the Java and
-# Python example clients.
-PACKAGES=(
-	postgresql-15
-	postgresql-server-dev-15
-	postgresql-contrib
-	libipc-run-perl
-	perl
-	make
-	gcc
-	libc6-dev
-	util-linux
+# Print the major version of the pg_config $1.
+pg_config_major() {
+	"$1" --version | sed -n 's/^PostgreSQL \([0-9]*\).*/\1/p'
+}
 
-	pgbouncer
-	pg-rage-terminator-15
-	postgresql-15-plproxy
-	libpostgresql-jdbc-java
-	default-jdk-headless
-	python3
-	python3-psycopg2
-	valgrind
-)
+# Set PG_MAJOR: as given, else that of PG_CONFIG if set, else the newest
+# PostgreSQL installed from Debian's packages, else (not as root) that of
+# the pg_config on PATH, else 15.
+choose_pg_major() {
+	local bin
+
+	if [ -z "${PG_MAJOR:-}" ] && [ -n "${PG_CONFIG:-}" ] &&
+		command -v "$PG_CONFIG" >/dev/null; then
+		PG_MAJOR=$(pg_config_major "$PG_CONFIG")
+	fi
+	if [ -z "${PG_MAJOR:-}" ]; then
+		for bin in /usr/lib/postgresql/*/bin/postgres; do
+			[ -x "$bin" ] || continue
+			bin=${bin#/usr/lib/postgresql/}
+			bin=${bin%%/*}
+			[ "${PG_MAJOR:-0}" -ge "$bin" ] || PG_MAJOR=$bin
+		done
+	fi
+	if [ -z "${PG_MAJOR:-}" ] && ! is_root && command -v pg_config >/dev/null; then
+		PG_MAJOR=$(pg_config_major pg_config)
+	fi
+	PG_MAJOR=${PG_MAJOR:-15}
+	case $PG_MAJOR in
+		'' | *[!0-9]*) die "not a PostgreSQL major version: $PG_MAJOR" ;;
+	esac
+}
+
+# Set PACKAGES, the Debian packages the scripts need for PG_MAJOR (pgbench,
+# psql and contrib come with postgresql-N; Debian's postgresql-contrib is
+# only a name for it, virtual from trixie on).  The second group is for the
+# tests that run real neighbours: PgBouncer, a backend-terminating
+# background worker, PL/Proxy shards, the Java and Python example clients,
+# and SQLsmith.
+set_packages() {
+	PACKAGES=(
+		"postgresql-$PG_MAJOR"
+		"postgresql-server-dev-$PG_MAJOR"
+		libipc-run-perl
+		perl
+		make
+		gcc
+		libc6-dev
+		util-linux
+
+		pgbouncer
+		"pg-rage-terminator-$PG_MAJOR"
+		"postgresql-$PG_MAJOR-plproxy"
+		libpostgresql-jdbc-java
+		default-jdk-headless
+		python3
+		python3-psycopg2
+		valgrind
+		sqlsmith
+	)
+}
 
 CLUSTER_STARTED=0
 RUN_IS_TEMP=0
@@ -78,7 +118,8 @@ ensure_packages() {
 	local pkg missing=()
 
 	is_root || return 0
-	command -v dpkg-query >/dev/null || die "not a Debian system: install PostgreSQL 15 and its server headers yourself and run as a normal user"
+	command -v dpkg-query >/dev/null || die "not a Debian system: install PostgreSQL $PG_MAJOR and its server headers yourself and run as a normal user"
+	set_packages
 	for pkg in "${PACKAGES[@]}"; do
 		if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
 			missing+=("$pkg")
@@ -93,13 +134,18 @@ ensure_packages() {
 
 # Set PG_CONFIG (an absolute path) and PG_BIN, the server's binaries.
 find_pg_config() {
-	PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+	local version
+
+	PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 	if [ ! -x "$PG_CONFIG" ] && ! is_root; then
 		PG_CONFIG=$(command -v "$PG_CONFIG" || command -v pg_config || true)
 	fi
 	if [ -z "$PG_CONFIG" ] || [ ! -x "$PG_CONFIG" ]; then
 		die "pg_config not found; set PG_CONFIG to the pg_config of your PostgreSQL"
 	fi
+	version=$(pg_config_major "$PG_CONFIG")
+	[ "$version" = "$PG_MAJOR" ] ||
+		die "$PG_CONFIG is PostgreSQL ${version:-?}, not $PG_MAJOR; set PG_CONFIG to the pg_config of PostgreSQL $PG_MAJOR"
 	PG_BIN=$("$PG_CONFIG" --bindir)
 }
 
@@ -116,7 +162,7 @@ as_pg() {
 choose_run_dir() {
 	if is_root; then
 		PG_OS_USER=postgres
-		id "$PG_OS_USER" >/dev/null 2>&1 || die "no $PG_OS_USER OS user; is postgresql-15 installed?"
+		id "$PG_OS_USER" >/dev/null 2>&1 || die "no $PG_OS_USER OS user; is postgresql-$PG_MAJOR installed?"
 	else
 		PG_OS_USER=$(id -un)
 	fi
@@ -153,18 +199,24 @@ clean_run_dir() {
 	mkdir -p "$LOG_DIR"
 }
 
-# Copy the source tree into SRC_DIR, without git metadata, the run folder,
-# or build and test products from a build in the repository itself.
-copy_tree() {
-	rm -rf "$SRC_DIR"
-	mkdir -p "$SRC_DIR"
-	tar -C "$REPO_DIR" -cf - \
-		--exclude=./.git --exclude=./.run \
+# Write a tar of the source tree in $1 to stdout, without git metadata, the
+# run folder, the roots of scripts/test --matrix, or build and test products
+# from a build in the tree itself.
+tar_tree() {
+	tar -C "$1" -cf - \
+		--exclude=./.git --exclude=./.run --exclude=./.roots \
 		--exclude='*.o' --exclude='*.so' --exclude='*.bc' \
 		--exclude=./results --exclude=./output_iso --exclude=./log \
 		--exclude=./tmp_check --exclude=./tmp_check_iso \
 		--exclude='./regression.*' \
-		. | tar -C "$SRC_DIR" -xf -
+		.
+}
+
+# Copy the source tree into SRC_DIR.
+copy_tree() {
+	rm -rf "$SRC_DIR"
+	mkdir -p "$SRC_DIR"
+	tar_tree "$REPO_DIR" | tar -C "$SRC_DIR" -xf -
 }
 
 # Build and install the extension from SRC_DIR; on failure show the
@@ -173,7 +225,8 @@ build_and_install() {
 	local log=$LOG_DIR/build.log
 
 	say "building and installing pg_turnstile (log: $log)"
-	if ! make -C "$SRC_DIR" -j"$(nproc)" PG_CONFIG="$PG_CONFIG" >"$log" 2>&1; then
+	if ! make -C "$SRC_DIR" -j"$(nproc)" PG_CONFIG="$PG_CONFIG" \
+		${COPT:+COPT="$COPT"} >"$log" 2>&1; then
 		cat "$log" >&2
 		die "build failed (log: $log)"
 	fi
@@ -274,6 +327,7 @@ on_exit() {
 
 # Everything the scripts share: packages, build, install, running cluster.
 setup_cluster() {
+	choose_pg_major
 	ensure_packages
 	find_pg_config
 	choose_run_dir
