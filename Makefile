@@ -30,8 +30,11 @@ REGRESS = \
 	credential_errors \
 	credential_security \
 	credential_propagation \
+	hostile_objects \
 	upgrade
-REGRESS_OPTS = --inputdir=. --outputdir=.
+# UTF8 whatever the server's default: hostile_objects stores bytes that are
+# invalid only in a multibyte encoding.
+REGRESS_OPTS = --inputdir=. --outputdir=. --encoding=UTF8
 
 ISOLATION = \
 	counter_create_race \

@@ -776,18 +776,23 @@ counter_drop(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(rows > 0);
 }
 
+/* The columns of turnstile.counter_state. */
+static const Oid ts_counter_state_types[] = {
+	TEXTOID, INT8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
 /*
  * counter_info(name) -> setof counter_state: one row, or none if absent
  */
 Datum
 counter_info(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TsCounter	counter;
 	TsCounterState state;
 
 	ts_counter_from_arg(fcinfo, &counter);
 	InitMaterializedSRF(fcinfo, 0);
+	ts_check_row_type(fcinfo, lengthof(ts_counter_state_types), ts_counter_state_types);
 	ts_counter_read_unlocked(&counter, &state);
 
 	if (state.exists)
@@ -801,7 +806,7 @@ counter_info(PG_FUNCTION_ARGS)
 		};
 		bool		nulls[6] = {false, false, false, false, false, false};
 
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		ts_put_row(fcinfo, values, nulls);
 	}
 	return (Datum) 0;
 }

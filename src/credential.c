@@ -170,6 +170,18 @@ static TsStatement ts_stmt_realm_delete = {
 	1, {TEXTOID}
 };
 
+/*
+ * The columns of turnstile.credential_state, which ts_stmt_list returns
+ * first, followed by the realm's id and registering role.
+ */
+static const Oid ts_credential_state_types[] = {
+	TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID
+};
+#define TS_CREDENTIAL_STATE_COLS	lengthof(ts_credential_state_types)
+#define TS_LIST_REALM_ID			(TS_CREDENTIAL_STATE_COLS + 1)
+#define TS_LIST_REGISTERED_BY		(TS_CREDENTIAL_STATE_COLS + 2)
+
 static TsStatement ts_stmt_list = {
 	"SELECT r.name, c.user_id,"
 	"       CASE WHEN c.credential IS NULL THEN"
@@ -203,6 +215,10 @@ typedef struct TsRefreshInProgress
 } TsRefreshInProgress;
 
 static TsRefreshInProgress *ts_refreshes_in_progress = NULL;
+
+static void ts_credential_check_unchanged(TsStoreSession *session,
+										  const char *realm_name, int64 user_id,
+										  const TsCredential *cached);
 
 static char *
 ts_realm_arg(FunctionCallInfo fcinfo, int argno)
@@ -289,11 +305,17 @@ static void
 ts_credential_raise_recorded_failure(const TsRealm *realm, int64 user_id,
 									 const TsCredential *cached)
 {
-	const char *sqlstate = cached->last_sqlstate ? cached->last_sqlstate : "XX000";
+	const char *sqlstate = cached->last_sqlstate;
+	int			sqlerrcode = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+
+	/* the column is text: use it only if it holds a well-formed SQLSTATE */
+	if (sqlstate && strlen(sqlstate) == 5 &&
+		strspn(sqlstate, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 5)
+		sqlerrcode = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+								   sqlstate[3], sqlstate[4]);
 
 	ereport(ERROR,
-			(errcode(MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
-								   sqlstate[3], sqlstate[4])),
+			(errcode(sqlerrcode),
 			 errmsg("refresh of user " INT64_FORMAT " in realm \"%s\" failed recently; next attempt after %s",
 					user_id, realm->name, cached->blocked_until),
 			 errdetail("The last attempt failed: %s",
@@ -339,7 +361,19 @@ ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
 
 	snapshot = ts_policy_snapshot();
 	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
+	ts_credential_check_unchanged(session, realm_name, user_id, cached);
+	return snapshot;
+}
 
+/*
+ * Under "repeatable read", raise 40001 if the user's state as read with the
+ * caller's snapshot is not its latest committed state: the caller would act
+ * on (or be handed) a credential that was replaced meanwhile.
+ */
+static void
+ts_credential_check_unchanged(TsStoreSession *session, const char *realm_name,
+							  int64 user_id, const TsCredential *cached)
+{
 	if (!ts_policy_uses_latest())
 	{
 		Snapshot	latest_snapshot = ts_latest_snapshot();
@@ -359,7 +393,6 @@ ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
 							   "serializable" : "repeatable read"),
 					 errhint("Retry the transaction.")));
 	}
-	return snapshot;
 }
 
 /*
@@ -418,6 +451,8 @@ credential_get(PG_FUNCTION_ARGS)
 	snapshot = ts_policy_snapshot();
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
 	ts_policy_release(snapshot);
+	if (cached.usable)
+		ts_credential_check_unchanged(&session, realm_name, user_id, &cached);
 	if (cached.fresh)
 	{
 		ts_store_close(&session);
@@ -635,31 +670,18 @@ credential_invalidate(PG_FUNCTION_ARGS)
  * the registering role may execute it.
  */
 static void
-ts_check_provider(Oid function, const char *what, int nargs, Oid argtype2, Oid rettype)
+ts_check_provider(Oid function, const char *what, bool validate)
 {
-	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
-	Form_pg_proc proc;
-	bool		fits;
-
-	if (!HeapTupleIsValid(tuple))
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(function)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("%s function %u does not exist", what, function)));
-	proc = (Form_pg_proc) GETSTRUCT(tuple);
-	fits = proc->pronargs == nargs && proc->prorettype == rettype &&
-		proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
-		proc->proargtypes.values[0] == INT8OID &&
-		(nargs == 1 || proc->proargtypes.values[1] == argtype2);
-	ReleaseSysCache(tuple);
-
-	if (!fits)
+	if (!ts_provider_signature_fits(function, validate))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s function %s has the wrong signature", what,
 						format_procedure(function)),
-				 nargs == 1 ?
-				 errdetail("A login function takes (user_id bigint) and returns text.") :
-				 errdetail("A validate function takes (user_id bigint, credential text) and returns boolean.")));
+				 ts_provider_signature_detail(validate)));
 
 	if (!DatumGetBool(DirectFunctionCall3(has_function_privilege_id_id,
 										  ObjectIdGetDatum(GetUserId()),
@@ -684,6 +706,28 @@ ts_interval_lt(Interval *a, Interval *b)
 {
 	return DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(a),
 											IntervalPGetDatum(b)));
+}
+
+/*
+ * Raise 40001 if a realm that the caller's snapshot does not show exists in
+ * the latest committed state.  Runs inside a store session.
+ */
+static void
+ts_realm_check_unchanged(const char *realm_name)
+{
+	Datum		args[1] = {CStringGetTextDatum(realm_name)};
+	Snapshot	latest = ts_latest_snapshot();
+	int			rows = ts_store_exec(&ts_stmt_realm_exists, args, NULL, latest, true);
+
+	ts_policy_release(latest);
+	if (rows > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("realm \"%s\" was registered by a concurrent transaction", realm_name),
+				 errdetail("turnstile.isolation is \"%s\" and the realm was registered after this transaction's snapshot was taken.",
+						   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
+						   "serializable" : "repeatable read"),
+				 errhint("Retry the transaction.")));
 }
 
 /*
@@ -742,9 +786,9 @@ realm_set(PG_FUNCTION_ARGS)
 				 errmsg("invalid propagation \"%s\"", propagation),
 				 errhint("Use \"requires_new\" or \"required\".")));
 
-	ts_check_provider(login, "login", 1, InvalidOid, TEXTOID);
+	ts_check_provider(login, "login", false);
 	if (OidIsValid(validate))
-		ts_check_provider(validate, "validate", 2, TEXTOID, BOOLOID);
+		ts_check_provider(validate, "validate", true);
 
 	/* by name, schema-qualified: see the comment on turnstile.realm */
 	args[0] = CStringGetTextDatum(realm_name);
@@ -769,6 +813,13 @@ realm_set(PG_FUNCTION_ARGS)
 	snapshot = ts_policy_snapshot();
 	if (ts_store_exec(&ts_stmt_realm_update, args, nulls, snapshot, false) == 0)
 	{
+		/*
+		 * Under "repeatable read" the snapshot may predate a concurrent
+		 * realm_set of the same name that committed while this one waited
+		 * for the registry lock: inserting would violate the unique name.
+		 */
+		if (!ts_policy_uses_latest())
+			ts_realm_check_unchanged(realm_name);
 		ts_store_exec(&ts_stmt_free_realm_id, NULL, NULL, snapshot, false);
 		args[9] = ts_store_value(0, 1, &isnull);
 		if (isnull || DatumGetInt32(args[9]) > TURNSTILE_REALM_ID_MAX)
@@ -814,39 +865,37 @@ realm_drop(PG_FUNCTION_ARGS)
 Datum
 credential_list(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Snapshot	snapshot;
 	TsStoreSession session;
-	int			natts;
 	int			rows;
 	int32		last_realm = 0;
 	bool		last_allowed = false;
 
 	InitMaterializedSRF(fcinfo, 0);
-	natts = rsinfo->setDesc->natts;
+	ts_check_row_type(fcinfo, TS_CREDENTIAL_STATE_COLS, ts_credential_state_types);
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
 	rows = ts_store_exec(&ts_stmt_list, NULL, NULL, snapshot, true);
 	for (int row = 0; row < rows; row++)
 	{
-		Datum		values[16];
-		bool		nulls[16];
+		Datum		values[TS_CREDENTIAL_STATE_COLS];
+		bool		nulls[TS_CREDENTIAL_STATE_COLS];
 		bool		isnull;
-		int32		realm_id = DatumGetInt32(ts_store_value(row, natts + 1, &isnull));
+		int32		realm_id = DatumGetInt32(ts_store_value(row, TS_LIST_REALM_ID, &isnull));
 
 		/* rows come ordered by realm: check each realm once */
 		if (realm_id != last_realm)
 		{
 			last_realm = realm_id;
 			last_allowed = ts_realm_accessible(session.saved_userid, realm_id,
-											   DatumGetObjectId(ts_store_value(row, natts + 2, &isnull)),
+											   DatumGetObjectId(ts_store_value(row, TS_LIST_REGISTERED_BY, &isnull)),
 											   snapshot);
 		}
 		if (!last_allowed)
 			continue;
-		for (int col = 0; col < natts; col++)
+		for (int col = 0; col < TS_CREDENTIAL_STATE_COLS; col++)
 			values[col] = ts_store_value(row, col + 1, &nulls[col]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		ts_put_row(fcinfo, values, nulls);
 	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);

@@ -55,6 +55,11 @@
 #include "access/tableam.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "utils/syscache.h"
+#include "catalog/pg_type.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "common/int.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
@@ -224,40 +229,108 @@ ts_fastpath_forget(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * Raise the error for an extension table that is not as the extension
+ * created it.
+ */
+static void
+ts_fastpath_altered(const char *relname, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pg_turnstile relation turnstile.%s was altered", relname),
+			 errdetail_internal("%s", detail),
+			 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
+}
+
 static Oid
 ts_fastpath_relid(const char *name, Oid nspid)
 {
 	Oid			relid = get_relname_relid(name, nspid);
 
 	if (!OidIsValid(relid))
-		elog(ERROR, "pg_turnstile relation turnstile.%s is missing", name);
+		ts_fastpath_altered(name, "It is missing.");
 	return relid;
 }
 
 /*
- * A column's number; an error if the column is gone, since the fast paths
- * index their rows' columns by it.
+ * A column's number, checked to be of the type the extension created it
+ * with: every path reads the column's Datums as that type, so a column
+ * whose type was changed (ALTER COLUMN ... TYPE numeric) would be read as
+ * garbage.  The SPI paths read the same columns, and every call checks
+ * here first (ts_store_open), so one check covers both.
  */
 static AttrNumber
-ts_fastpath_attnum(Oid relid, const char *column)
+ts_fastpath_attnum(Oid relid, const char *column, Oid type)
 {
-	AttrNumber	attnum = get_attnum(relid, column);
+	HeapTuple	tuple = SearchSysCacheAttName(relid, column);
+	Form_pg_attribute att;
+	AttrNumber	attnum;
+	Oid			atttype;
 
-	if (attnum == InvalidAttrNumber)
+	if (!HeapTupleIsValid(tuple))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_turnstile table %s has no column \"%s\"",
 						get_rel_name(relid), column),
 				 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
+	att = (Form_pg_attribute) GETSTRUCT(tuple);
+	attnum = att->attnum;
+	atttype = att->atttypid;
+	ReleaseSysCache(tuple);
+	if (atttype != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_turnstile table %s column \"%s\" has type %s, not %s",
+						get_rel_name(relid), column, format_type_be(atttype),
+						format_type_be(type)),
+				 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
 	return attnum;
 }
 
+/*
+ * Check that an index still is a plain index of the table on these columns
+ * in this order: the scans build their keys for exactly those.
+ */
 static void
+ts_fastpath_check_index(Oid indexid, Oid relid, int nkeys, const AttrNumber *attnums)
+{
+	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
+	Form_pg_index index;
+	bool		fits;
+
+	if (!HeapTupleIsValid(tuple))
+		ts_fastpath_altered(get_rel_name(indexid), "It is not an index.");
+	index = (Form_pg_index) GETSTRUCT(tuple);
+	fits = index->indrelid == relid && index->indnkeyatts == nkeys &&
+		index->indisunique && heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(tuple, Anum_pg_index_indpred, NULL);
+	for (int i = 0; fits && i < nkeys; i++)
+		fits = index->indkey.values[i] == attnums[i];
+	ReleaseSysCache(tuple);
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(indexid));
+	if (HeapTupleIsValid(tuple))
+	{
+		fits = fits && ((Form_pg_class) GETSTRUCT(tuple))->relam == BTREE_AM_OID;
+		ReleaseSysCache(tuple);
+	}
+	if (!fits)
+		ts_fastpath_altered(get_rel_name(indexid),
+							"It is no longer the unique b-tree index the extension created.");
+}
+
+/*
+ * Look up (once per backend, and again after any change to them) the
+ * extension's tables and indexes, and check their shape: every column that
+ * any path reads, with its type, and the indexes the fast paths scan.
+ */
+void
 ts_fastpath_lookup_rels(void)
 {
 	Oid			nspid;
+	TsFastRels	r;
 
-	if (ts_rels_valid)
+	if (likely(ts_rels_valid))
 		return;
 	if (!ts_rels_callback_registered)
 	{
@@ -265,32 +338,93 @@ ts_fastpath_lookup_rels(void)
 		ts_rels_callback_registered = true;
 	}
 	nspid = get_namespace_oid("turnstile", false);
-	ts_rels.realm = ts_fastpath_relid("realm", nspid);
-	ts_rels.realm_by_name = ts_fastpath_relid("realm_name_key", nspid);
-	ts_rels.credential = ts_fastpath_relid("credential", nspid);
-	ts_rels.credential_by_key = ts_fastpath_relid("credential_pkey", nspid);
-	ts_rels.counter_slot = ts_fastpath_relid("counter_slot", nspid);
-	ts_rels.counter_slot_by_key = ts_fastpath_relid("counter_slot_pkey", nspid);
-	ts_rels.realm_grant = ts_fastpath_relid("realm_grant", nspid);
-	ts_rels.realm_grant_by_key = ts_fastpath_relid("realm_grant_pkey", nspid);
-	ts_rels.realm_id = ts_fastpath_attnum(ts_rels.realm, "realm_id");
-	ts_rels.realm_name = ts_fastpath_attnum(ts_rels.realm, "name");
-	ts_rels.realm_ttl = ts_fastpath_attnum(ts_rels.realm, "ttl");
-	ts_rels.realm_refresh_ahead = ts_fastpath_attnum(ts_rels.realm, "refresh_ahead");
-	ts_rels.realm_registered_by = ts_fastpath_attnum(ts_rels.realm, "registered_by");
-	ts_rels.grant_grantee = ts_fastpath_attnum(ts_rels.realm_grant, "grantee");
-	ts_rels.cred_realm_id = ts_fastpath_attnum(ts_rels.credential, "realm_id");
-	ts_rels.cred_user_id = ts_fastpath_attnum(ts_rels.credential, "user_id");
-	ts_rels.cred_credential = ts_fastpath_attnum(ts_rels.credential, "credential");
-	ts_rels.cred_invalidated = ts_fastpath_attnum(ts_rels.credential, "invalidated");
-	ts_rels.cred_validated_at = ts_fastpath_attnum(ts_rels.credential, "validated_at");
-	ts_rels.counter_name = ts_fastpath_attnum(ts_rels.counter_slot, "name");
-	ts_rels.counter_slots = ts_fastpath_attnum(ts_rels.counter_slot, "slots");
-	ts_rels.counter_slot_no = ts_fastpath_attnum(ts_rels.counter_slot, "slot");
-	ts_rels.counter_value = ts_fastpath_attnum(ts_rels.counter_slot, "value");
-	ts_rels.counter_version = ts_fastpath_attnum(ts_rels.counter_slot, "version");
-	ts_rels.counter_updated_at = ts_fastpath_attnum(ts_rels.counter_slot, "updated_at");
+	r.realm = ts_fastpath_relid("realm", nspid);
+	r.realm_by_name = ts_fastpath_relid("realm_name_key", nspid);
+	r.credential = ts_fastpath_relid("credential", nspid);
+	r.credential_by_key = ts_fastpath_relid("credential_pkey", nspid);
+	r.counter_slot = ts_fastpath_relid("counter_slot", nspid);
+	r.counter_slot_by_key = ts_fastpath_relid("counter_slot_pkey", nspid);
+	r.realm_grant = ts_fastpath_relid("realm_grant", nspid);
+	r.realm_grant_by_key = ts_fastpath_relid("realm_grant_pkey", nspid);
+
+	r.realm_id = ts_fastpath_attnum(r.realm, "realm_id", INT4OID);
+	r.realm_name = ts_fastpath_attnum(r.realm, "name", TEXTOID);
+	r.realm_ttl = ts_fastpath_attnum(r.realm, "ttl", INTERVALOID);
+	r.realm_refresh_ahead = ts_fastpath_attnum(r.realm, "refresh_ahead", INTERVALOID);
+	r.realm_registered_by = ts_fastpath_attnum(r.realm, "registered_by", REGROLEOID);
+	(void) ts_fastpath_attnum(r.realm, "login", TEXTOID);
+	(void) ts_fastpath_attnum(r.realm, "validate", TEXTOID);
+	(void) ts_fastpath_attnum(r.realm, "retry_after", INTERVALOID);
+	(void) ts_fastpath_attnum(r.realm, "propagation", TEXTOID);
+	(void) ts_fastpath_attnum(r.realm, "search_path", TEXTOID);
+
+	r.grant_grantee = ts_fastpath_attnum(r.realm_grant, "grantee", REGROLEOID);
+	(void) ts_fastpath_attnum(r.realm_grant, "realm_id", INT4OID);
+
+	r.cred_realm_id = ts_fastpath_attnum(r.credential, "realm_id", INT4OID);
+	r.cred_user_id = ts_fastpath_attnum(r.credential, "user_id", INT8OID);
+	r.cred_credential = ts_fastpath_attnum(r.credential, "credential", TEXTOID);
+	r.cred_invalidated = ts_fastpath_attnum(r.credential, "invalidated", BOOLOID);
+	r.cred_validated_at = ts_fastpath_attnum(r.credential, "validated_at", TIMESTAMPTZOID);
+	(void) ts_fastpath_attnum(r.credential, "issued_at", TIMESTAMPTZOID);
+	(void) ts_fastpath_attnum(r.credential, "logins", INT8OID);
+	(void) ts_fastpath_attnum(r.credential, "validations", INT8OID);
+	(void) ts_fastpath_attnum(r.credential, "failures", INT4OID);
+	(void) ts_fastpath_attnum(r.credential, "last_error", TEXTOID);
+	(void) ts_fastpath_attnum(r.credential, "last_sqlstate", TEXTOID);
+	(void) ts_fastpath_attnum(r.credential, "failed_at", TIMESTAMPTZOID);
+	(void) ts_fastpath_attnum(r.credential, "version", INT8OID);
+
+	r.counter_name = ts_fastpath_attnum(r.counter_slot, "name", TEXTOID);
+	r.counter_slots = ts_fastpath_attnum(r.counter_slot, "slots", INT4OID);
+	r.counter_slot_no = ts_fastpath_attnum(r.counter_slot, "slot", INT4OID);
+	r.counter_value = ts_fastpath_attnum(r.counter_slot, "value", INT8OID);
+	r.counter_version = ts_fastpath_attnum(r.counter_slot, "version", INT8OID);
+	r.counter_updated_at = ts_fastpath_attnum(r.counter_slot, "updated_at", TIMESTAMPTZOID);
+	(void) ts_fastpath_attnum(r.counter_slot, "created_at", TIMESTAMPTZOID);
+
+	ts_fastpath_check_index(r.realm_by_name, r.realm, 1,
+							(AttrNumber[]) {r.realm_name});
+	ts_fastpath_check_index(r.credential_by_key, r.credential, 2,
+							(AttrNumber[]) {r.cred_realm_id, r.cred_user_id});
+	ts_fastpath_check_index(r.counter_slot_by_key, r.counter_slot, 2,
+							(AttrNumber[]) {r.counter_name, r.counter_slot_no});
+	ts_fastpath_check_index(r.realm_grant_by_key, r.realm_grant, 2,
+							(AttrNumber[]) {ts_fastpath_attnum(r.realm_grant, "realm_id", INT4OID),
+							r.grant_grantee});
+	ts_rels = r;
 	ts_rels_valid = true;
+}
+
+/*
+ * Open one of the extension's tables (relid points into ts_rels).  The OIDs
+ * are remembered across transactions, so the table may have been dropped
+ * since (DROP EXTENSION, perhaps followed by CREATE EXTENSION): lock it
+ * first, then look whether it is still there and still the one remembered.
+ * Taking the lock processed the invalidations of everything committed
+ * before it, so if the table or one of its indexes changed, ts_rels is no
+ * longer valid here, and the lookup is done again with the new OIDs.
+ */
+static Relation
+ts_fastpath_open(const Oid *relid, LOCKMODE mode)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		Relation	rel;
+
+		ts_fastpath_lookup_rels();
+		rel = try_table_open(*relid, mode);
+		if (rel != NULL && ts_rels_valid)
+			return rel;
+		if (rel != NULL)
+			table_close(rel, mode);
+		ts_rels_valid = false;
+		if (attempt == 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("pg_turnstile's tables are being dropped or changed"),
+					 errhint("Retry when the DROP EXTENSION or ALTER TABLE has ended.")));
+	}
 }
 
 /*
@@ -383,7 +517,7 @@ static bool
 ts_fastpath_realm(const char *realm_name, Snapshot snapshot, int32 *realm_id,
 				  Oid *registered_by, Interval **ttl, Interval **refresh_ahead)
 {
-	Relation	realm = table_open(ts_rels.realm, AccessShareLock);
+	Relation	realm = ts_fastpath_open(&ts_rels.realm, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(realm, NULL);
 	ScanKeyData key;
 	bool		found;
@@ -490,7 +624,7 @@ static text *
 ts_fastpath_credential(int32 realm_id, int64 user_id, Interval *ttl,
 					   Interval *refresh_ahead, Snapshot snapshot)
 {
-	Relation	credential = table_open(ts_rels.credential, AccessShareLock);
+	Relation	credential = ts_fastpath_open(&ts_rels.credential, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(credential, NULL);
 	text	   *result = NULL;
 
@@ -529,6 +663,13 @@ ts_credential_fresh_hit(const char *realm_name, int64 user_id)
 	Interval   *refresh_ahead;
 	text	   *result = NULL;
 
+	/*
+	 * Under "repeatable read" a credential fresh in the caller's snapshot may
+	 * have been replaced since; the full path compares it with the latest
+	 * state and raises 40001 then.  This path serves "read committed".
+	 */
+	if (!ts_policy_uses_latest())
+		return NULL;
 	ts_fastpath_lookup_rels();
 	snapshot = ts_policy_snapshot();
 	/* a caller without access gets its error from the full path */
@@ -560,7 +701,7 @@ ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by, Snapshot snapsh
 		return true;
 
 	ts_fastpath_lookup_rels();
-	rel = table_open(ts_rels.realm_grant, AccessShareLock);
+	rel = ts_fastpath_open(&ts_rels.realm_grant, AccessShareLock);
 	index = index_open(ts_rels.realm_grant_by_key, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
@@ -597,7 +738,7 @@ ts_counter_slots_peek(const char *name)
 
 	ts_fastpath_lookup_rels();
 	snapshot = ts_latest_snapshot();
-	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+	rel = ts_fastpath_open(&ts_rels.counter_slot, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(0));
@@ -992,7 +1133,7 @@ ts_counter_scan_sum(const char *name, uint64 key, int except_slot, Snapshot snap
 	TsSlotRows	found = {0};
 
 	ts_fastpath_lookup_rels();
-	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+	rel = ts_fastpath_open(&ts_rels.counter_slot, AccessShareLock);
 	ts_slot_rows_by_index(rel, name, key, except_slot, 1, AccessShareLock, snapshot, &found);
 	table_close(rel, AccessShareLock);
 	if (found.own != NULL)
@@ -1037,7 +1178,7 @@ ts_counter_sum(const char *name, uint64 key, Snapshot snapshot, int64 *value,
 	if (ts_policy_uses_latest() && ts_counter_slots_remembered(key) > 1)
 	{
 		TsSlotRows	found = {0};
-		Relation	rel = table_open(ts_rels.counter_slot, AccessShareLock);
+		Relation	rel = ts_fastpath_open(&ts_rels.counter_slot, AccessShareLock);
 		bool		at_roots = ts_slot_rows_at_roots(rel, name, key, -1, snapshot, &found);
 
 		table_close(rel, AccessShareLock);
@@ -1098,7 +1239,7 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 	bool		replace[Natts_ts_counter_slot_max] = {false};
 
 	ts_fastpath_lookup_rels();
-	rel = table_open(ts_rels.counter_slot, RowExclusiveLock);
+	rel = ts_fastpath_open(&ts_rels.counter_slot, RowExclusiveLock);
 	if (!ts_counter_slot_is_plain(rel) ||
 		RelationGetDescr(rel)->natts > Natts_ts_counter_slot_max)
 	{
@@ -1137,6 +1278,22 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 		return TS_SLOT_CHANGED;
 	}
 
+	/*
+	 * Under the caller's lock no turnstile function writes this row, but a
+	 * role that may write the table directly could be doing so right now.
+	 * CatalogTupleUpdate would wait for it and then fail with an internal
+	 * "tuple concurrently updated"; SQL waits and follows the update chain.
+	 * The version read is the latest committed one, so a set xmax means
+	 * such a writer (or an aborted one not yet hinted): rare, let SQL do it.
+	 */
+	if (!(rows.own->t_data->t_infomask & HEAP_XMAX_INVALID) &&
+		TransactionIdIsValid(HeapTupleHeaderGetRawXmax(rows.own->t_data)))
+	{
+		heap_freetuple(rows.own);
+		table_close(rel, RowExclusiveLock);
+		return TS_SLOT_NO_DIRECT_PATH;
+	}
+
 	values[ts_rels.counter_value - 1] = Int64GetDatum(added->slot_value);
 	values[ts_rels.counter_version - 1] = Int64GetDatum(rows.own_version + 1);
 	values[ts_rels.counter_updated_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
@@ -1147,8 +1304,8 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 
 	/*
 	 * Under the caller's lock nobody else writes this row, so the update
-	 * meets no concurrent one; a writer that bypasses turnstile's functions
-	 * gets simple_heap_update's "tuple concurrently updated" error here.
+	 * meets no concurrent one (a writer that bypasses turnstile's functions
+	 * was sent to SQL above).
 	 */
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	CatalogTupleUpdate(rel, &rows.own->t_self, new_tuple);

@@ -25,7 +25,9 @@
  */
 #include "turnstile.h"
 
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -46,6 +48,42 @@ typedef struct TsProviderCall
 	Datum		result;
 	bool		isnull;
 } TsProviderCall;
+
+/*
+ * Does a function have the shape of a login function (user_id bigint) ->
+ * text, or with validate, of a validate function (user_id bigint,
+ * credential text) -> boolean?  A plain function, not an aggregate, window
+ * function or procedure, returning one value.
+ */
+bool
+ts_provider_signature_fits(Oid function, bool validate)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
+	Form_pg_proc proc;
+	bool		fits;
+
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	fits = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
+		proc->pronargs == (validate ? 2 : 1) &&
+		proc->prorettype == (validate ? BOOLOID : TEXTOID) &&
+		proc->proargtypes.values[0] == INT8OID &&
+		(!validate || proc->proargtypes.values[1] == TEXTOID);
+	ReleaseSysCache(tuple);
+	return fits;
+}
+
+/*
+ * The errdetail that says which signature a login or validate function needs.
+ */
+int
+ts_provider_signature_detail(bool validate)
+{
+	return validate ?
+		errdetail("A validate function takes (user_id bigint, credential text) and returns boolean.") :
+		errdetail("A login function takes (user_id bigint) and returns text.");
+}
 
 static void
 ts_provider_error_context(void *arg)
@@ -114,6 +152,30 @@ ts_provider_call(TsProviderCall *call)
 				 errmsg("%s function %s of realm \"%s\" no longer exists",
 						call->role_of_function, call->signature, call->realm->name),
 				 errhint("Register the realm again with turnstile.realm_set.")));
+
+	/*
+	 * The function was checked when the realm was registered, but it is
+	 * looked up by signature again on every call, and whoever owns it may
+	 * have replaced it since (DROP and CREATE with another return type, or an
+	 * aggregate of the same name).  Reading its result as text or boolean
+	 * when it is something else would crash or lie, so check again.
+	 */
+	if (!ts_provider_signature_fits(call->function, call->credential != NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("%s function %s of realm \"%s\" no longer has the signature of a %s function",
+						call->role_of_function, format_procedure(call->function),
+						call->realm->name, call->role_of_function),
+				 ts_provider_signature_detail(call->credential != NULL),
+				 errhint("Fix the function, or register the realm again with turnstile.realm_set.")));
+	if (!OidIsValid(role) ||
+		!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that registered realm \"%s\" no longer exists",
+						call->realm->name),
+				 errdetail("A realm's functions run as the role that registered it."),
+				 errhint("Register the realm again with turnstile.realm_set.")));
 	if (!DatumGetBool(DirectFunctionCall3(has_function_privilege_id_id,
 										  ObjectIdGetDatum(role),
 										  ObjectIdGetDatum(call->function),
@@ -165,6 +227,7 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 		.realm = realm,.user_id = user_id,.role_of_function = "login",
 		.function = realm->login,.signature = realm->login_signature
 	};
+	text	   *result;
 	char	   *credential;
 
 	ts_provider_call(&call);
@@ -175,7 +238,21 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 						user_id, realm->name),
 				 errdetail("Login function %s must return a credential or raise an error.",
 						   realm->login_signature)));
-	credential = TextDatumGetCString(call.result);
+	result = DatumGetTextPP(call.result);
+
+	/*
+	 * A function in C or an internal one can return text that is not valid
+	 * in the database's encoding, or that holds a zero byte; stored, it would
+	 * break every later read and pg_dump.
+	 */
+	if (!pg_verifymbstr(VARDATA_ANY(result), VARSIZE_ANY_EXHDR(result), true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("login of user " INT64_FORMAT " in realm \"%s\" returned a credential that is not valid %s",
+						user_id, realm->name, GetDatabaseEncodingName()),
+				 errdetail("Login function %s must return text in the database's encoding.",
+						   realm->login_signature)));
+	credential = text_to_cstring(result);
 	if (credential[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_NULL_VALUE_NOT_ALLOWED),

@@ -29,6 +29,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 /*
@@ -70,15 +71,42 @@ ts_store_owner(void)
 }
 
 /*
+ * The security context of the caller of the innermost open store session.
+ * A realm's function runs with the caller's SECURITY_RESTRICTED_OPERATION
+ * bit (see ts_store_run_as), but by then the store session has set that bit
+ * for itself, so the caller's own is kept here.  Sessions nest (a login
+ * function may call credential_get for another user): each keeps the outer
+ * value in its TsStoreSession and puts it back when it closes.  An error
+ * that escapes a session leaves a stale value, which is harmless: only code
+ * inside an open session reads it, and opening one sets it.
+ */
+static int	ts_store_caller_sec_context = 0;
+
+/*
+ * Is the caller of the innermost open store session inside a
+ * security-restricted operation?
+ */
+bool
+ts_store_caller_restricted(void)
+{
+	return (ts_store_caller_sec_context & SECURITY_RESTRICTED_OPERATION) != 0;
+}
+
+/*
  * Become the tables' owner and connect to SPI.
  */
 void
 ts_store_open(TsStoreSession *session)
 {
-	Oid			owner = ts_store_owner();
+	Oid			owner;
 
+	/* every call starts here: check the tables' shape (relaccess) first */
+	ts_fastpath_lookup_rels();
+	owner = ts_store_owner();
 	session->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&session->saved_userid, &session->saved_sec_context);
+	session->outer_caller_sec_context = ts_store_caller_sec_context;
+	ts_store_caller_sec_context = session->saved_sec_context;
 	SetUserIdAndSecContext(owner,
 						   session->saved_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
@@ -99,7 +127,17 @@ ts_store_run_as(Oid role, void (*body) (void *), void *arg)
 	int			sec_context;
 
 	GetUserIdAndSecContext(&owner, &sec_context);
-	SetUserIdAndSecContext(role, sec_context & ~SECURITY_RESTRICTED_OPERATION);
+
+	/*
+	 * The store session marked itself restricted; the realm's function may
+	 * do what its caller could (create a temporary table, say), but no more:
+	 * inside a security-restricted operation of the caller (CREATE INDEX,
+	 * REFRESH MATERIALIZED VIEW, ANALYZE running an expression), it stays
+	 * restricted, as fmgr_security_definer keeps that bit too.
+	 */
+	SetUserIdAndSecContext(role,
+						   (sec_context & ~SECURITY_RESTRICTED_OPERATION) |
+						   (ts_store_caller_sec_context & SECURITY_RESTRICTED_OPERATION));
 	body(arg);
 	SetUserIdAndSecContext(owner, sec_context);
 }
@@ -113,6 +151,7 @@ ts_store_close(TsStoreSession *session)
 {
 	SPI_finish();
 	SetUserIdAndSecContext(session->saved_userid, session->saved_sec_context);
+	ts_store_caller_sec_context = session->outer_caller_sec_context;
 }
 
 /*
@@ -173,25 +212,82 @@ ts_store_text(TsStoreSession *session, int row, int col)
 }
 
 /*
+ * Check that the row type of a materialize-mode set-returning function still
+ * has exactly these column types, leaving aside dropped columns.  The type
+ * is one of the extension's composite types, which ALTER TYPE can change;
+ * its values are built for the shape the extension created, so any other
+ * shape is an error (55000) that names it, not a write past an array.
+ */
+void
+ts_check_row_type(FunctionCallInfo fcinfo, int ncols, const Oid *types)
+{
+	TupleDesc	desc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
+	int			col = 0;
+	bool		fits = true;
+
+	for (int att = 0; att < desc->natts && fits; att++)
+	{
+		if (TupleDescAttr(desc, att)->attisdropped)
+			continue;
+		fits = col < ncols && TupleDescAttr(desc, att)->atttypid == types[col];
+		col++;
+	}
+	if (!fits || col != ncols)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the result type of %s was altered", get_func_name(fcinfo->flinfo->fn_oid)),
+				 errdetail("It must have the %d columns the extension created it with.", ncols),
+				 errhint("The extension's types must stay as it created them; reinstall the extension.")));
+}
+
+/*
+ * Add one row of values, in the order of the row type's live columns, to a
+ * materialize-mode result whose type ts_check_row_type accepted; a dropped
+ * column gets a null.
+ */
+void
+ts_put_row(FunctionCallInfo fcinfo, const Datum *values, const bool *nulls)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	desc = rsinfo->setDesc;
+	Datum	   *all_values = palloc(desc->natts * sizeof(Datum));
+	bool	   *all_nulls = palloc(desc->natts * sizeof(bool));
+	int			col = 0;
+
+	for (int att = 0; att < desc->natts; att++)
+	{
+		all_values[att] = TupleDescAttr(desc, att)->attisdropped ? (Datum) 0 : values[col];
+		all_nulls[att] = TupleDescAttr(desc, att)->attisdropped || nulls[col++];
+	}
+	tuplestore_putvalues(rsinfo->setResult, desc, all_values, all_nulls);
+	pfree(all_values);
+	pfree(all_nulls);
+}
+
+/*
  * Run a statement and return all its rows as the result of a
- * materialize-mode set-returning function; the statement's columns must
- * match the function's result type.
+ * materialize-mode set-returning function; the statement's columns are the
+ * function's result columns, which are checked against them.
  */
 void
 ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt, Snapshot snapshot)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			rows = ts_store_exec(stmt, NULL, NULL, snapshot, true);
-	int			natts = rsinfo->setDesc->natts;
-	Datum	   *values = palloc(natts * sizeof(Datum));
-	bool	   *nulls = palloc(natts * sizeof(bool));
+	TupleDesc	spi_desc = SPI_tuptable->tupdesc;
+	int			ncols = spi_desc->natts;
+	Oid		   *types = palloc(ncols * sizeof(Oid));
+	Datum	   *values = palloc(ncols * sizeof(Datum));
+	bool	   *nulls = palloc(ncols * sizeof(bool));
 
+	for (int col = 0; col < ncols; col++)
+		types[col] = TupleDescAttr(spi_desc, col)->atttypid;
+	ts_check_row_type(fcinfo, ncols, types);
 	for (int row = 0; row < rows; row++)
 	{
-		for (int col = 0; col < natts; col++)
+		for (int col = 0; col < ncols; col++)
 			values[col] = ts_store_value(row, col + 1, &nulls[col]);
 		/* the tuplestore copies the values, so SPI's memory may go after */
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		ts_put_row(fcinfo, values, nulls);
 	}
 }
 

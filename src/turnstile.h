@@ -117,6 +117,8 @@ extern void ts_policy_release(Snapshot snapshot);
 extern bool ts_policy_uses_latest(void);
 
 /* provider.c */
+extern bool ts_provider_signature_fits(Oid function, bool validate);
+extern int	ts_provider_signature_detail(bool validate);
 extern char *ts_provider_login(const TsRealm *realm, int64 user_id);
 extern bool ts_provider_validate(const TsRealm *realm, int64 user_id,
 								 const char *credential);
@@ -128,6 +130,7 @@ extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
 							  const TsCredential *cached, Snapshot snapshot);
 
 /* fastpath.c */
+extern void ts_fastpath_lookup_rels(void);
 extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
 extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
 								Snapshot snapshot);
@@ -196,6 +199,7 @@ typedef struct TsStoreSession
 {
 	Oid			saved_userid;
 	int			saved_sec_context;
+	int			outer_caller_sec_context;	/* see ts_store_caller_sec_context */
 	MemoryContext caller_context;	/* where results that outlive SPI go */
 } TsStoreSession;
 
@@ -208,7 +212,10 @@ extern Datum ts_store_value(int row, int col, bool *isnull);
 extern char *ts_store_text(TsStoreSession *session, int row, int col);
 extern void ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt,
 								 Snapshot snapshot);
+extern void ts_check_row_type(FunctionCallInfo fcinfo, int ncols, const Oid *types);
+extern void ts_put_row(FunctionCallInfo fcinfo, const Datum *values, const bool *nulls);
 extern void ts_store_run_as(Oid role, void (*body) (void *), void *arg);
+extern bool ts_store_caller_restricted(void);
 
 /* argument checks shared by the SQL-callable functions (store.c) */
 extern void ts_require_arg(bool isnull, const char *argname);

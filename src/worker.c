@@ -67,6 +67,8 @@ typedef struct TsRefreshRequest
 	Oid			database;
 	Oid			user;			/* the extension's owner (see below) */
 	int			xact_isolation; /* XACT_* level of the worker's transaction */
+	bool		restricted;		/* the caller is in a security-restricted
+								 * operation, and so is the refresh */
 	int64		user_id;
 	char		realm[(TURNSTILE_NAME_MAX_CHARS + 1) * MAX_MULTIBYTE_CHAR_LEN];
 } TsRefreshRequest;
@@ -236,6 +238,7 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 		turnstile_isolation == TURNSTILE_SERIALIZABLE ? XACT_SERIALIZABLE :
 		turnstile_isolation == TURNSTILE_REPEATABLE_READ ? XACT_REPEATABLE_READ :
 		XACT_READ_COMMITTED;
+	request->restricted = ts_store_caller_restricted();
 	request->user_id = user_id;
 	strlcpy(request->realm, realm->name, sizeof(request->realm));
 
@@ -287,9 +290,9 @@ ts_refresh_worker_main(Datum main_arg)
 	TsRefreshRequest *request;
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
-	char	   *credential;
+	char	   *volatile credential = NULL;
 	MemoryContext worker_context;
-	ErrorData  *failure = NULL;
+	ErrorData  *volatile failure = NULL;
 
 	/* a terminate request aborts the transaction at the next interrupt check */
 	pqsignal(SIGTERM, die);
@@ -313,6 +316,15 @@ ts_refresh_worker_main(Datum main_arg)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	XactIsoLevel = request->xact_isolation;
+	if (request->restricted)
+	{
+		Oid			userid;
+		int			sec_context;
+
+		/* abort restores the context this transaction started with */
+		GetUserIdAndSecContext(&userid, &sec_context);
+		SetUserIdAndSecContext(userid, sec_context | SECURITY_RESTRICTED_OPERATION);
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	PG_TRY();
 	{
