@@ -48,7 +48,8 @@ ISOLATION = \
 	credential_refresh_ahead \
 	credential_snapshot_policy \
 	credential_locks \
-	credential_lock_timeout
+	credential_lock_timeout \
+	hostile_races
 # REGRESS_OPTS is not passed to the isolation suite; it needs its own.
 ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=pg_turnstile
 
