@@ -115,7 +115,7 @@ is_root() {
 # Install the packages of PACKAGES that are missing (root only).  apt-get
 # update runs only when something is missing, so repeated runs are fast.
 ensure_packages() {
-	local pkg missing=()
+	local pkg log missing=()
 
 	is_root || return 0
 	command -v dpkg-query >/dev/null || die "not a Debian system: install PostgreSQL $PG_MAJOR and its server headers yourself and run as a normal user"
@@ -128,8 +128,14 @@ ensure_packages() {
 	[ "${#missing[@]}" -gt 0 ] || return 0
 	say "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	log=$(mktemp /tmp/pg_turnstile-apt.XXXXXX)
+	# dpkg's hundreds of lines go to a log, shown if something goes wrong
+	if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}"; } >"$log" 2>&1; then
+		tail -n 40 "$log" >&2
+		die "installing the packages failed (log: $log)"
+	fi
+	rm -f "$log"
 }
 
 # Set PG_CONFIG (an absolute path) and PG_BIN, the server's binaries.

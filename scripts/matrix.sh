@@ -9,10 +9,11 @@
 #      apt pointed at the mirror this machine uses, and a policy-rc.d put in
 #      so that installing postgresql-N starts no server;
 #   2. the project is copied into the root;
-#   3. /proc, /dev and a fresh /dev/shm (PostgreSQL's dynamic shared memory
-#      needs it) are mounted into the root, in a mount namespace of its own
-#      so that nothing leaks to this machine and the kernel drops them even
-#      if the run is killed; they are also unmounted explicitly at the end;
+#   3. /proc, /dev, a fresh /dev/shm (PostgreSQL's dynamic shared memory
+#      needs it) and /dev/pts (apt logs through a pty) are mounted into the
+#      root, in a mount namespace of its own so that nothing leaks to this
+#      machine and the kernel drops them even if the run is killed; they are
+#      also unmounted explicitly at the end;
 #   4. scripts/test --pg N runs inside as root with env -i: PATH and COPT
 #      (-Werror) only.  It installs the packages with the same
 #      ensure_packages a user's machine gets, builds, and runs every suite.
@@ -152,7 +153,7 @@ copy_into_root() {
 	tar_tree "$REPO_DIR" | tar -C "$root$ROOT_SRC" -xf -
 }
 
-# Run a command in the root, with /proc, /dev and /dev/shm mounted there,
+# Run a command in the root, with /proc, /dev, /dev/shm and /dev/pts there,
 # in a private mount namespace, and env -i: PATH, and COPT if set.
 in_root() {
 	local root=$1
@@ -163,7 +164,7 @@ in_root() {
 		root=$1
 		shift
 		cleanup() {
-			umount "$root/dev/shm" "$root/dev" "$root/proc" 2>/dev/null
+			umount "$root/dev/pts" "$root/dev/shm" "$root/dev" "$root/proc" 2>/dev/null
 		}
 		trap cleanup EXIT
 		trap "exit 130" INT
@@ -171,7 +172,9 @@ in_root() {
 		mount -t proc proc "$root/proc" &&
 			mount --bind /dev "$root/dev" &&
 			mkdir -p "$root/dev/shm" &&
-			mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm" ||
+			mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm" &&
+			mkdir -p "$root/dev/pts" &&
+			mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts" ||
 			exit 1
 		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 			${COPT:+COPT="$COPT"} chroot "$root" "$@"
