@@ -213,6 +213,8 @@ run_version() {
 	configure_root "$release" "$root"
 	copy_into_root "$root"
 	printf '\n======== PostgreSQL %s on Debian %s ========\n' "$major" "$release"
+	# finish what an interrupted earlier run left half-installed
+	in_root "$root" dpkg --configure -a >/dev/null 2>&1 || true
 	in_root "$root" "$ROOT_SRC/scripts/test" --pg "$major" 2>&1 | tee "$log" ||
 		status=$?
 	last=$(tail -n 1 "$log")
