@@ -23,8 +23,14 @@
 # realm that reuses the realm id), a ttl or retry_after that takes the
 # expiry past the timestamp range, a hot counter whose slots overflow, and
 # the failure record of 'requires_new', and invalid UTF-8 that does reach the
-# functions, in a SQL_ASCII database.  At the end the server must still
-# answer, and its log must show no crash.
+# functions, in a SQL_ASCII database.  Then what the extension looks up again
+# at run time, changed under it: a realm's login and validate replaced by
+# functions of another shape (integer, bytea or text results, an aggregate, a
+# procedure), the realm's registering role dropped, the extension's tables
+# and result types altered, logins inside security-restricted operations
+# (CREATE INDEX, REFRESH MATERIALIZED VIEW, ANALYZE), and DROP and CREATE
+# EXTENSION again and again under four incrementing sessions.  At the end the
+# server must still answer, and its log must show no crash.
 #
 # HOSTILE_SEED picks the random pairs and samples (the default is fixed, so
 # that runs are repeatable); a failing call is reported with its statement.
@@ -1292,6 +1298,184 @@ foreach my $case (
 	is($state // 'none', $want_state, "SQL_ASCII: $sql: SQLSTATE");
 	is($out, $want_out, "SQL_ASCII: $sql: result") if $want_state eq '00000';
 }
+
+#
+# Objects the extension looks up again at run time, changed under it (the
+# SQLSTATE of each case; sql/hostile_objects checks the messages and that
+# nothing changed): a realm's functions replaced by another shape, its
+# registering role dropped, the extension's tables and types altered, and
+# callers inside security-restricted operations (CREATE INDEX, REFRESH
+# MATERIALIZED VIEW, ANALYZE), whose restriction the realm's login keeps.
+#
+# just the SQLSTATE of one statement
+sub state_of
+{
+	my ($sql) = @_;
+	return (sqlstate_of("$sql;"))[0];
+}
+
+$node->safe_psql('postgres', q{
+	CREATE SCHEMA ho;
+	CREATE FUNCTION ho.login(bigint) RETURNS text LANGUAGE sql AS $$ SELECT 'ho-' || $1 $$;
+	CREATE FUNCTION ho.validate(bigint, text) RETURNS boolean LANGUAGE sql AS $$ SELECT false $$;
+	CREATE FUNCTION ho.temp_login(bigint) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		CREATE TEMP TABLE IF NOT EXISTS ho_planted (x int);
+		RETURN 'ho-temp-' || $1;
+	END $$;
+	SELECT turnstile.realm_set('ho_' || p, 'ho.login(bigint)', 'ho.validate(bigint,text)',
+							   '1 hour', '0', '0', p)
+	  FROM unnest(ARRAY['required', 'requires_new']) p;
+	SELECT turnstile.realm_set('ho_temp_' || p, 'ho.temp_login(bigint)', NULL,
+							   '1 hour', '0', '0', p)
+	  FROM unnest(ARRAY['required', 'requires_new']) p;
+	CREATE ROLE ho_registrar;
+	GRANT USAGE ON SCHEMA turnstile, ho TO ho_registrar;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA turnstile TO ho_registrar;
+	SET ROLE ho_registrar;
+	SELECT turnstile.realm_set('ho_orphan', 'ho.login(bigint)', NULL, '1 hour', '0', '0',
+							   'requires_new');
+	RESET ROLE;
+	DROP OWNED BY ho_registrar;
+	DROP ROLE ho_registrar;
+	SELECT turnstile.counter_create('ho_plain', 1), turnstile.counter_create('ho_hot', 1, 4);
+});
+
+my @replacements = (
+	[ 'login returning integer',
+	  'DROP FUNCTION ho.login(bigint); CREATE FUNCTION ho.login(bigint) RETURNS integer LANGUAGE sql AS $$ SELECT 42 $$' ],
+	[ 'login returning bytea',
+	  'DROP FUNCTION ho.login(bigint); CREATE FUNCTION ho.login(bigint) RETURNS bytea LANGUAGE sql AS $$ SELECT $b$\xfffe41$b$::bytea $$' ],
+	[ 'login as an aggregate',
+	  'DROP FUNCTION ho.login(bigint); CREATE AGGREGATE ho.login(bigint) (SFUNC = int8pl, STYPE = bigint)' ],
+	[ 'login as a procedure',
+	  'DROP AGGREGATE ho.login(bigint); CREATE PROCEDURE ho.login(bigint) LANGUAGE sql AS $$ SELECT 1 $$' ],);
+my $user = 100;
+foreach my $replacement (@replacements)
+{
+	my ($what, $ddl) = @$replacement;
+	$node->safe_psql('postgres', $ddl);
+	foreach my $propagation ('required', 'requires_new')
+	{
+		$user++;
+		is(state_of("SELECT turnstile.credential_get($user, 'ho_$propagation')"),
+			'42P13', "$what, $propagation: 42P13");
+	}
+}
+$node->safe_psql('postgres', q{
+	DROP PROCEDURE ho.login(bigint);
+	CREATE FUNCTION ho.login(bigint) RETURNS text LANGUAGE sql AS $$ SELECT 'ho-' || $1 $$;
+	SELECT turnstile.credential_get(1, 'ho_' || p) FROM unnest(ARRAY['required', 'requires_new']) p;
+	SELECT turnstile.credential_invalidate(1, 'ho_' || p) FROM unnest(ARRAY['required', 'requires_new']) p;
+	DROP FUNCTION ho.validate(bigint, text);
+	CREATE FUNCTION ho.validate(bigint, text) RETURNS text LANGUAGE sql AS $$ SELECT 'yes' $$;
+});
+foreach my $propagation ('required', 'requires_new')
+{
+	# invalidated: validate is skipped, login runs and is fine
+	is(state_of("SELECT turnstile.credential_get(1, 'ho_$propagation')"),
+		'00000', "validate returning text, invalidated credential, $propagation: a new login");
+	$node->safe_psql('postgres', qq{
+		UPDATE turnstile.credential SET validated_at = validated_at - interval '2 hours'
+		 WHERE user_id = 1 AND realm_id = (SELECT realm_id FROM turnstile.realm
+		                                   WHERE name = 'ho_$propagation')});
+	is(state_of("SELECT turnstile.credential_get(1, 'ho_$propagation')"),
+		'42P13', "validate returning text, expired credential, $propagation: 42P13");
+}
+is(state_of("SELECT turnstile.credential_get(1, 'ho_orphan')"), '42704',
+	'realm whose registering role was dropped: 42704');
+
+foreach my $case (
+	[ 'ALTER TABLE turnstile.counter_slot ALTER COLUMN value TYPE numeric',
+	  'ALTER TABLE turnstile.counter_slot ALTER COLUMN value TYPE bigint',
+	  [ "SELECT turnstile.counter_get('ho_plain')", "SELECT turnstile.counter_incr('ho_hot')",
+		"SELECT turnstile.credential_get(2, 'ho_required')" ] ],
+	[ 'ALTER TABLE turnstile.credential ALTER COLUMN credential TYPE varchar',
+	  'ALTER TABLE turnstile.credential ALTER COLUMN credential TYPE text',
+	  [ "SELECT turnstile.credential_get(2, 'ho_required')", "SELECT turnstile.counter_incr('ho_plain')" ] ],
+	[ 'ALTER TYPE turnstile.credential_state ADD ATTRIBUTE x text',
+	  'ALTER TYPE turnstile.credential_state DROP ATTRIBUTE x',
+	  [ 'SELECT count(*) FROM turnstile.credential_status' ] ],
+	[ 'ALTER TYPE turnstile.counter_state ADD ATTRIBUTE x bigint',
+	  'ALTER TYPE turnstile.counter_state DROP ATTRIBUTE x',
+	  [ 'SELECT count(*) FROM turnstile.counters',
+		"SELECT count(*) FROM turnstile.counter_info('ho_hot')" ] ],)
+{
+	my ($alter, $undo, $calls) = @$case;
+	$node->safe_psql('postgres', $alter);
+	is(state_of($_), '55000', "after $alter: $_: 55000") foreach @$calls;
+	$node->safe_psql('postgres', $undo);
+	is(state_of($_), '00000', "after undoing it: $_ works again") foreach @$calls;
+}
+is($node->safe_psql('postgres', q{
+	SELECT turnstile.counter_get('ho_plain'), turnstile.counter_get('ho_hot')}),
+	'2|2', 'the altered and restored counters kept their values');
+
+# security-restricted callers: the index expression's credentials are fresh
+# when the index is made, then invalidated, so ANALYZE logs in again
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION ho.cred(bigint, text) RETURNS text LANGUAGE sql IMMUTABLE
+		AS $$ SELECT turnstile.credential_get($1, $2) $$;
+	CREATE TABLE ho.t (id bigint, realm text);
+	INSERT INTO ho.t SELECT 200 + g, 'ho_temp_' || p
+	  FROM generate_series(1, 3) g, unnest(ARRAY['required', 'requires_new']) p;
+	SELECT count(turnstile.credential_get(id, realm)) FROM ho.t;
+	CREATE INDEX ho_t_cred ON ho.t (ho.cred(id, realm));
+	SELECT count(turnstile.credential_invalidate(id, realm)) FROM ho.t;
+	CREATE MATERIALIZED VIEW ho.mv AS SELECT ho.cred(300, 'ho_temp_required') WITH NO DATA;
+	DISCARD TEMP;
+});
+is(state_of('ANALYZE ho.t'), '42501',
+	'ANALYZE evaluating an index expression: the login stays security-restricted');
+is(state_of('REFRESH MATERIALIZED VIEW ho.mv'), '42501',
+	'REFRESH MATERIALIZED VIEW: the login stays security-restricted');
+is(state_of(q{CREATE INDEX ON ho.t (ho.cred(id + 1000, realm))}), '42501',
+	'CREATE INDEX: the login stays security-restricted');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname = 'ho_planted'}),
+	'0', 'no temporary table was planted by a restricted login');
+
+#
+# DROP EXTENSION and CREATE EXTENSION again and again while four sessions
+# increment: the remembered table OIDs are locked before use, so a call
+# either works or finds the extension gone (42883, 3F000, 42P01, 55006),
+# never XX000 "could not open relation with OID".
+#
+$node->safe_psql('postgres', 'DROP SCHEMA ho CASCADE');
+my @incrementers;
+# psql reads its statements from a file, so that they run while the loop
+# below drops and creates the extension (input from a string would only be
+# fed to it when the harness is pumped)
+my $increments = "$PostgreSQL::Test::Utils::tmp_check/increments.sql";
+PostgreSQL::Test::Utils::append_to_file($increments, "\\set VERBOSITY verbose\n"
+	  . ("SELECT turnstile.counter_incr('dropped', 1), turnstile.counter_get('dropped_hot');\n"
+		  x 20000));
+foreach my $i (1 .. 4)
+{
+	my %session = (out => '', err => '');
+	$session{handle} = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-f', $increments ],
+		'>', \$session{out}, '2>', \$session{err});
+	push @incrementers, \%session;
+}
+foreach my $round (1 .. 15)
+{
+	$node->safe_psql('postgres', q{
+		DROP EXTENSION pg_turnstile CASCADE;
+		CREATE EXTENSION pg_turnstile;
+		SELECT turnstile.counter_create('dropped_hot', 0, 4);
+	});
+}
+$_->{handle}->finish foreach @incrementers;
+my $errors = join '', map { $_->{err} } @incrementers;
+my @internal = $errors =~ /ERROR:\s+(XX\d\d\d: .*)$/mg;
+is(scalar(@internal), 0, 'DROP and CREATE EXTENSION under load: no internal error')
+  or diag join "\n", @internal[0 .. ($#internal < 9 ? $#internal : 9)];
+my %states;
+$states{$_}++ foreach $errors =~ /ERROR:\s+(\w{5}):/mg;
+note 'SQLSTATEs the incrementers saw: '
+  . join(', ', map { "$_ ($states{$_} times)" } sort keys %states);
+cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM turnstile.counters}), '>=', 1,
+	'the extension works after the last CREATE EXTENSION');
 
 # The server is still up, and never crashed.
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server still answers');
