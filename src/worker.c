@@ -52,6 +52,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 PGDLLEXPORT void ts_refresh_worker_main(Datum main_arg);
 
@@ -193,6 +194,68 @@ ts_worker_receive(shm_mq_handle *mqh, BackgroundWorkerHandle *handle,
 	}
 }
 
+/* What a caller waiting for a free worker slot is doing, for its errors. */
+typedef struct TsSlotWait
+{
+	const TsRealm *realm;
+	int64		user_id;
+} TsSlotWait;
+
+static void
+ts_worker_slot_wait_context(void *arg)
+{
+	TsSlotWait *wait = (TsSlotWait *) arg;
+
+	errcontext("waiting for a background worker slot to refresh user " INT64_FORMAT " in realm \"%s\"",
+			   wait->user_id, wait->realm->name);
+}
+
+/*
+ * Register the refresh worker, waiting for a free slot if every one of
+ * max_worker_processes is taken (by other refreshes, or by anything else on
+ * the server).  The postmaster tells nobody when a slot frees up, so the
+ * wait polls, starting at 1 ms and backing off to 100 ms.  It stays
+ * cancellable: statement_timeout and a cancel arrive as interrupts, and the
+ * error context names the user and realm.  lock_timeout bounds it as it
+ * bounds the wait for the user's lock, since for the caller both are waits
+ * for a refresh to be able to start.
+ */
+static void
+ts_worker_register(BackgroundWorker *worker, BackgroundWorkerHandle **handle,
+				   const TsRealm *realm, int64 user_id)
+{
+	TsSlotWait	wait = {realm, user_id};
+	ErrorContextCallback context;
+	TimestampTz started;
+	long		delay_ms = 1;
+
+	if (RegisterDynamicBackgroundWorker(worker, handle))
+		return;
+
+	context.callback = ts_worker_slot_wait_context;
+	context.arg = &wait;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	started = GetCurrentTimestamp();
+	do
+	{
+		if (LockTimeout > 0 &&
+			TimestampDifferenceExceeds(started, GetCurrentTimestamp(), LockTimeout))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not start the refresh of user " INT64_FORMAT " in realm \"%s\" within lock_timeout",
+							user_id, realm->name),
+					 errdetail("Every background worker slot (max_worker_processes) stayed taken for %d ms.",
+							   LockTimeout)));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 delay_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		delay_ms = Min(delay_ms * 2, 100);
+	} while (!RegisterDynamicBackgroundWorker(worker, handle));
+	error_context_stack = context.previous;
+}
+
 /*
  * Fill in a dynamic background worker of this library that connects to a
  * database, runs function once and is never restarted; the caller names it.
@@ -252,12 +315,7 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &call.handle))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("no background worker slot free to refresh user " INT64_FORMAT " in realm \"%s\"",
-						user_id, realm->name),
-				 errhint("Raise max_worker_processes, or register the realm with propagation => 'required'.")));
+	ts_worker_register(&worker, &call.handle, realm, user_id);
 	shm_mq_set_handle(mqh, call.handle);
 
 	PG_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));

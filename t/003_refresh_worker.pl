@@ -5,7 +5,8 @@
 #   - the caller is terminated while its refresh runs;
 #   - the caller is cancelled while its refresh runs;
 #   - the worker is terminated while the caller waits;
-#   - no worker slot is free (53000, with a hint).
+#   - more refreshes than worker slots: they wait for a slot and succeed;
+#   - no slot ever frees: lock_timeout and statement_timeout end the wait.
 
 use strict;
 use warnings;
@@ -108,16 +109,49 @@ like($caller->{stderr},
 	'worker terminated: the caller gets a clear error');
 check_clean_after(3, 'worker terminated');
 
-# 4. no background worker slot is free
+# 4. more refreshes than worker slots: they wait for a slot, and all succeed.
+# max_worker_processes = 2, of which the logical replication launcher takes
+# one: eight callers refresh eight users at once, with a 0.2 s login.
+$node->append_conf('postgresql.conf', "max_worker_processes = 2\n");
+$node->restart;
+$node->safe_psql('postgres', 'UPDATE svc_delay SET seconds = 0.2');
+my $attempts_before = $node->safe_psql('postgres', 'SELECT last_value FROM attempts');
+my @callers;
+foreach my $user_id (11 .. 18)
+{
+	my %caller = (in => "SELECT turnstile.credential_get($user_id, 'w');\n",
+		out => '', err => '', user_id => $user_id);
+	$caller{handle} = IPC::Run::start(
+		[ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres') ],
+		'<', \$caller{in}, '>', \$caller{out}, '2>', \$caller{err});
+	push @callers, \%caller;
+}
+foreach my $caller (@callers)
+{
+	$caller->{handle}->finish;
+	like($caller->{out}, qr/^tok-$caller->{user_id}-\d+$/m,
+		"one worker slot, eight refreshes: user $caller->{user_id} got a credential");
+	is($caller->{err}, '', "one worker slot, eight refreshes: user $caller->{user_id} saw no error");
+}
+is($node->safe_psql('postgres', 'SELECT last_value FROM attempts') - $attempts_before,
+	8, 'one worker slot, eight refreshes: exactly eight logins');
+
+# 5. no slot ever frees (max_worker_processes = 0): lock_timeout and
+# statement_timeout bound the wait, and their errors name the user and realm
 $node->append_conf('postgresql.conf',
 	"max_worker_processes = 0\nmax_logical_replication_workers = 0\n");
 $node->restart;
 $node->safe_psql('postgres', 'UPDATE svc_delay SET seconds = 0');
 my ($ret, $stdout, $stderr) = $node->psql('postgres',
-	"\\set VERBOSITY verbose\nSELECT turnstile.credential_get(4, 'w');");
-like($stderr, qr/ERROR:  53000: no background worker slot free to refresh user 4 in realm "w"/,
-	'no worker slot: 53000');
-like($stderr, qr/HINT:  Raise max_worker_processes/, 'no worker slot: the hint names the setting');
+	"\\set VERBOSITY verbose\nSET lock_timeout = '300ms';\nSELECT turnstile.credential_get(4, 'w');");
+like($stderr, qr/ERROR:  55P03: could not start the refresh of user 4 in realm "w" within lock_timeout/,
+	'no worker slot: lock_timeout gives 55P03 naming the user and realm');
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nSET statement_timeout = '300ms';\nSELECT turnstile.credential_get(4, 'w');");
+like($stderr, qr/ERROR:  57014: canceling statement due to statement timeout/,
+	'no worker slot: statement_timeout gives 57014');
+like($stderr, qr/CONTEXT:  waiting for a background worker slot to refresh user 4 in realm "w"/,
+	'no worker slot: the cancel names the user and realm');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM turnstile.locks'), '0',
 	'no worker slot: the lock is free');
 

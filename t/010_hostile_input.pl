@@ -432,7 +432,7 @@ foreach my $fn (@functions)
 # Each only where the call's arguments, realm and context can cause it.
 # Not allowed anywhere: XX000 and every other internal error, 23xxx
 # constraint violations of the extension's own tables, 22008 from a stored
-# setting, 53000 (a refresh worker left over would take a slot), 40P01.
+# setting, 53000 (no refresh fails for want of a worker slot), 40P01.
 #
 # What a call may do, from its arguments and context.  Returns the SQLSTATEs
 # it must fail with (if any argument is bad: one of them), the SQLSTATEs it
