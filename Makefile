@@ -12,12 +12,14 @@ OBJS = \
 	src/credential.o \
 	src/fastpath.o \
 	src/grow.o \
+	src/pool.o \
 	src/worker.o
 
 EXTENSION = pg_turnstile
 DATA = \
 	pg_turnstile--1.0.sql \
-	pg_turnstile--1.0--1.1.sql
+	pg_turnstile--1.0--1.1.sql \
+	pg_turnstile--1.1--1.2.sql
 PGFILEDESC = "pg_turnstile - exact counters and a serialized credential cache"
 
 REGRESS = \

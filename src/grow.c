@@ -28,7 +28,8 @@
  * before it looks, so it runs after its asker has finished and never beside
  * another grower of the counter, and it grows only if the counter still has
  * the slot count the asker saw.  Asking never fails an increment: without a
- * free worker slot the counter simply does not grow this time.
+ * free worker slot the asker gives the growth lock back, and the next
+ * increment that finds every slot busy asks again.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,7 +51,6 @@ PGDLLEXPORT void ts_grow_worker_main(Datum main_arg);
 typedef struct TsGrowRequest
 {
 	Oid			database;
-	Oid			owner;			/* the extension's owner, who owns the tables */
 	uint64		key;			/* the counter's lock key */
 	int32		from_slots;		/* the slot count the asker found all busy */
 	int32		to_slots;
@@ -113,7 +113,6 @@ ts_counter_request_growth(uint64 key, int slots, const char *name)
 		return;
 
 	request.database = MyDatabaseId;
-	request.owner = ts_store_owner();
 	request.key = key;
 	request.from_slots = slots;
 	request.to_slots = Min(slots * 2, turnstile_hot_slots_max);
@@ -125,9 +124,17 @@ ts_counter_request_growth(uint64 key, int slots, const char *name)
 	worker.bgw_notify_pid = 0;
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		/*
+		 * No background worker slot is free now.  Give the growth lock back,
+		 * so that the next increment that finds every slot busy asks again,
+		 * rather than nobody until this transaction ends.
+		 */
+		ts_unlock_counter_growth(key);
 		ereport(DEBUG1,
-				(errmsg("hot counter \"%s\" did not grow: no background worker slot free",
+				(errmsg("hot counter \"%s\" did not grow yet: no background worker slot free",
 						name)));
+	}
 }
 
 /*
@@ -143,7 +150,7 @@ ts_grow_worker_main(Datum main_arg)
 	memcpy(&request, MyBgworkerEntry->bgw_extra, sizeof(request));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(request.database, request.owner, 0);
+	ts_worker_connect(request.database);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

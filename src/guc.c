@@ -6,13 +6,15 @@
  * Nothing here needs shared_preload_libraries: the settings are defined when
  * the library is first loaded by a call to one of its functions (or by
  * session_preload_libraries), and a value set before that is kept as a
- * placeholder and picked up by DefineCustomEnumVariable.
+ * placeholder and picked up by DefineCustomEnumVariable.  Preloading adds
+ * the refresh pool (pool.c), whose settings only matter then.
  *
  *-------------------------------------------------------------------------
  */
 #include "turnstile.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -61,5 +63,32 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/*
+	 * Sizes the pool's shared memory, so fixed at server start; and a
+	 * PGC_POSTMASTER setting can only be defined while preloading.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("turnstile.refresh_workers",
+								"The most refresh pool workers at once, over all databases (only with pg_turnstile in shared_preload_libraries).",
+								"Each takes a slot of max_worker_processes while it runs.",
+								&turnstile_refresh_workers,
+								4,
+								1, 64,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("turnstile.refresh_worker_idle_time",
+							"How long a refresh pool worker waits for work before it exits.",
+							NULL,
+							&turnstile_refresh_worker_idle_time,
+							60,
+							1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("turnstile");
+
+	ts_pool_init();
 }

@@ -294,6 +294,16 @@ ts_try_lock_counter_growth(uint64 key)
 	return ts_lock_result(LockAcquire(&tag, ExclusiveLock, false, true));
 }
 
+/* Give back a growth lock that ts_try_lock_counter_growth took. */
+void
+ts_unlock_counter_growth(uint64 key)
+{
+	LOCKTAG		tag;
+
+	ts_growth_locktag(&tag, key);
+	LockRelease(&tag, ExclusiveLock, false);
+}
+
 void
 ts_lock_counter_growth(uint64 key)
 {

@@ -26,6 +26,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/dsm_impl.h"
 #include "storage/lockdefs.h"
 #include "utils/snapshot.h"
 
@@ -105,6 +106,7 @@ extern void ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode);
 extern void ts_lock_realm_registry(void);
 extern TsLockResult ts_try_lock_counter_growth(uint64 key);
 extern void ts_lock_counter_growth(uint64 key);
+extern void ts_unlock_counter_growth(uint64 key);
 
 /* grow.c */
 extern void ts_counter_request_growth(uint64 key, int slots, const char *name);
@@ -172,11 +174,26 @@ extern TsSlotAdd ts_counter_slot_add(const char *name, uint64 key, int slot,
 									 int expected_slots, int64 delta, Snapshot snapshot,
 									 TsSlotAdded *added);
 
-/* worker.c */
-extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
+/* pool.c */
 struct BackgroundWorker;
+extern int	turnstile_refresh_workers;
+extern int	turnstile_refresh_worker_idle_time;
 extern void ts_worker_describe(struct BackgroundWorker *worker, const char *function,
 							   const char *type);
+extern void ts_worker_connect(Oid database);
+extern void ts_pool_init(void);
+extern bool ts_pool_serves_here(void);
+extern int	ts_pool_submit(dsm_handle handle, int64 user_id, const char *realm);
+extern pid_t ts_pool_entry_status(int entry, bool *queued, bool *abandoned);
+extern pid_t ts_pool_withdraw(int entry);
+extern void ts_pool_release(int entry);
+extern bool ts_pool_entry_settled(int entry);
+extern bool ts_pool_worker_attach(int slot, Oid *database);
+extern bool ts_pool_worker_take(dsm_handle *handle, bool *leave, long *idle_ms);
+extern void ts_pool_worker_done(void);
+
+/* worker.c */
+extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
 
 /* credential.c, for the worker */
 extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);

@@ -6,9 +6,16 @@
  * A login invalidates the user's previous credential at the service.  If the
  * refresh ran inside the caller's transaction and the caller then rolled
  * back, the fresh credential would be thrown away while the old one no longer
- * works.  So the caller, holding the user's lock, has a dynamic background
- * worker run the refresh steps (refresh.c) in a transaction of its own, at
- * the isolation level turnstile.isolation names, and waits for its answer.
+ * works.  So the caller, holding the user's lock, has a background worker run
+ * the refresh steps (refresh.c) in a transaction of its own, at the isolation
+ * level turnstile.isolation names, and waits for its answer.
+ *
+ * Which worker.  With the library preloaded, a worker of the refresh pool
+ * (pool.c), which serves one request after another; otherwise, or when the
+ * pool's queue is full, a dynamic background worker started for this one
+ * refresh.  When every slot of max_worker_processes is taken, that start
+ * waits for one, bounded by lock_timeout and statement_timeout: no refresh
+ * fails for want of a worker.
  *
  * The caller and the worker share a dynamic shared memory segment: a small
  * fixed header saying what to refresh, and a message queue from the worker to
@@ -19,12 +26,14 @@
  * the worker has committed.
  *
  * Ordering with the user's lock.  The worker does not take the lock; the
- * caller holds it for the worker's whole life.  If the caller fails or is
- * terminated while it waits, a cleanup callback (run on ERROR and, through
- * before_shmem_exit, on FATAL, in both cases before the caller's locks are
- * released) terminates the worker and waits for it to be gone.  So the next
- * caller can never start a second login while a first one is still running:
- * the worker has either committed its result or rolled back.
+ * caller holds it for as long as its refresh is queued or running.  If the
+ * caller fails or is terminated while it waits, a cleanup callback (run on
+ * ERROR and, through before_shmem_exit, on FATAL, in both cases before the
+ * caller's locks are released) takes its request back if no worker has it
+ * yet, and otherwise terminates the worker and waits for it to be gone, for
+ * as long as that takes (with a WARNING now and then).  So the next caller
+ * can never start a second login while a first one is still running: the
+ * worker has either committed its result or rolled back.
  *
  * A failed refresh is recorded (failures, last_error, failed_at) in a
  * second transaction of the worker, after the first rolled back, so that the
@@ -35,6 +44,8 @@
  */
 #include "turnstile.h"
 
+#include <signal.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "libpq/pqformat.h"
@@ -42,6 +53,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -50,23 +62,29 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PGDLLEXPORT void ts_refresh_worker_main(Datum main_arg);
+PGDLLEXPORT void ts_pool_worker_main(Datum main_arg);
 
 /* Room for the worker's messages; longer ones are streamed through it. */
 #define TS_WORKER_QUEUE_SIZE	16384
 
-/* How long a failing caller waits for its terminated worker to be gone. */
-#define TS_WORKER_STOP_WAIT_MS	10000
+/* Protocol message types of the answer, as the frontend protocol has them. */
+#define TS_MSG_CREDENTIAL		'C'
+#define TS_MSG_ERROR			'E'
+#define TS_MSG_NOTICE			'N'
+
+/* How often a caller stopping its worker says it is still waiting. */
+#define TS_WORKER_STOP_WARN_MS	10000
 
 /* What the caller tells the worker, at the start of the shared segment. */
 typedef struct TsRefreshRequest
 {
 	Oid			database;
-	Oid			user;			/* the extension's owner (see below) */
 	int			xact_isolation; /* XACT_* level of the worker's transaction */
 	bool		restricted;		/* the caller is in a security-restricted
 								 * operation, and so is the refresh */
@@ -76,34 +94,96 @@ typedef struct TsRefreshRequest
 
 #define TS_WORKER_QUEUE_OFFSET	MAXALIGN(sizeof(TsRefreshRequest))
 
-/* The caller's side of one refresh, for the cleanup callback. */
+/* The caller's side of one refresh, for the wait and the cleanup callback. */
 typedef struct TsWorkerCall
 {
-	BackgroundWorkerHandle *handle;
+	const TsRealm *realm;
+	int64		user_id;
+	int			pool_entry;		/* in the refresh pool; -1: ... */
+	BackgroundWorkerHandle *handle; /* ... a worker of its own */
 } TsWorkerCall;
 
 /*
- * Terminate the worker and wait, with interrupts held, until it is gone.
- * Runs when the caller errors out or exits while its worker may still run.
+ * The pid of the worker serving the call, 0 if none is (yet).  For a call in
+ * the pool, also whether it still waits for a worker, or its worker exited.
+ */
+static pid_t
+ts_worker_pid(const TsWorkerCall *call, bool *queued, bool *abandoned)
+{
+	pid_t		pid = 0;
+
+	*queued = *abandoned = false;
+	if (call->pool_entry >= 0)
+		return ts_pool_entry_status(call->pool_entry, queued, abandoned);
+	if (GetBackgroundWorkerPid(call->handle, &pid) != BGWH_STARTED)
+		return 0;
+	return pid;
+}
+
+/*
+ * Wait, with interrupts held, until check(arg) is true, saying now and then
+ * that the wait goes on: a worker that does not die at once still runs the
+ * login, and a second login must not start beside it.
+ */
+static void
+ts_worker_wait_gone(bool (*check) (const TsWorkerCall *), const TsWorkerCall *call)
+{
+	long		waited_ms = 0;
+
+	HOLD_INTERRUPTS();
+	while (!check(call))
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		waited_ms += 10;
+		if (waited_ms % TS_WORKER_STOP_WARN_MS == 0)
+			ereport(WARNING,
+					(errmsg("still waiting for the refresh worker of user " INT64_FORMAT " in realm \"%s\" to stop",
+							call->user_id, call->realm->name),
+					 errdetail("The user's lock is held until it has stopped, so that no second login runs beside it.")));
+	}
+	RESUME_INTERRUPTS();
+}
+
+static bool
+ts_worker_own_gone(const TsWorkerCall *call)
+{
+	pid_t		pid;
+
+	return GetBackgroundWorkerPid(call->handle, &pid) == BGWH_STOPPED;
+}
+
+static bool
+ts_worker_pool_gone(const TsWorkerCall *call)
+{
+	return ts_pool_entry_settled(call->pool_entry);
+}
+
+/*
+ * Stop the call's worker, if any, and wait until it is gone.  Runs when the
+ * caller errors out or exits while its refresh may still run.
  */
 static void
 ts_worker_stop(int code, Datum arg)
 {
 	TsWorkerCall *call = (TsWorkerCall *) DatumGetPointer(arg);
-	pid_t		pid;
 
-	TerminateBackgroundWorker(call->handle);
-
-	HOLD_INTERRUPTS();
-	for (int waited = 0; waited < TS_WORKER_STOP_WAIT_MS; waited += 10)
+	if (call->pool_entry >= 0)
 	{
-		if (GetBackgroundWorkerPid(call->handle, &pid) == BGWH_STOPPED)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		pid_t		pid = ts_pool_withdraw(call->pool_entry);
+
+		if (pid == 0)
+			return;				/* no worker had it: nothing runs */
+		kill(pid, SIGTERM);
+		ts_worker_wait_gone(ts_worker_pool_gone, call);
+		(void) ts_pool_withdraw(call->pool_entry);
+		return;
 	}
-	RESUME_INTERRUPTS();
+	if (call->handle == NULL)
+		return;					/* never started */
+	TerminateBackgroundWorker(call->handle);
+	ts_worker_wait_gone(ts_worker_own_gone, call);
 }
 
 /*
@@ -114,16 +194,12 @@ ts_worker_stop(int code, Datum arg)
  * raise a deadlock error, and the cleanup stops the worker.
  */
 static void
-ts_worker_check_deadlock(BackgroundWorkerHandle *handle, const TsRealm *realm,
-						 int64 user_id)
+ts_worker_check_deadlock(pid_t pid, const TsWorkerCall *call)
 {
-	pid_t		pid;
 	ArrayType  *blockers;
 	Datum	   *pids;
 	int			npids;
 
-	if (GetBackgroundWorkerPid(handle, &pid) != BGWH_STARTED)
-		return;
 	blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids,
 													  Int32GetDatum(pid)));
 	deconstruct_array(blockers, INT4OID, sizeof(int32), true, TYPALIGN_INT,
@@ -133,19 +209,108 @@ ts_worker_check_deadlock(BackgroundWorkerHandle *handle, const TsRealm *realm,
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
 					 errmsg("deadlock detected while refreshing user " INT64_FORMAT " in realm \"%s\"",
-							user_id, realm->name),
+							call->user_id, call->realm->name),
 					 errdetail("The refresh runs in a transaction of its own (propagation \"requires_new\"), and waits for a lock that the calling transaction holds."),
 					 errhint("Do not change what the realm's login or validate function uses earlier in the same transaction, or register the realm with propagation => 'required'.")));
+}
+
+static void
+ts_worker_no_answer(const TsWorkerCall *call)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OPERATOR_INTERVENTION),
+			 errmsg("refresh of user " INT64_FORMAT " in realm \"%s\" ended without an answer",
+					call->user_id, call->realm->name),
+			 errdetail("Its background worker stopped before it reported a result.")));
+}
+
+/* What a caller waiting for a worker is doing, for its errors. */
+static void
+ts_worker_wait_context(void *arg)
+{
+	TsWorkerCall *call = (TsWorkerCall *) arg;
+
+	errcontext("waiting for a background worker to refresh user " INT64_FORMAT " in realm \"%s\"",
+			   call->user_id, call->realm->name);
+}
+
+/*
+ * Sleep on the latch for at most timeout_ms, then take interrupts: a cancel
+ * or statement_timeout raised here carries a context line naming the user
+ * and realm.  (Only here: the worker's own errors carry their own context.)
+ */
+static int
+ts_worker_sleep(const TsWorkerCall *call, long timeout_ms)
+{
+	ErrorContextCallback context;
+	int			events;
+
+	context.callback = ts_worker_wait_context;
+	context.arg = (void *) call;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	events = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   timeout_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	error_context_stack = context.previous;
+	return events;
+}
+
+/*
+ * Raise 55P03 when a refresh could not start within lock_timeout: for the
+ * caller, waiting for a worker is waiting for the refresh to be able to
+ * start, as waiting for the user's lock is.
+ */
+static void
+ts_worker_check_start_timeout(TimestampTz started, const TsWorkerCall *call)
+{
+	if (LockTimeout > 0 &&
+		TimestampDifferenceExceeds(started, GetCurrentTimestamp(), LockTimeout))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not start the refresh of user " INT64_FORMAT " in realm \"%s\" within lock_timeout",
+						call->user_id, call->realm->name),
+				 errdetail("No background worker was free for %d ms.", LockTimeout)));
+}
+
+/*
+ * Start a worker of the call's own, waiting for a free slot if every one of
+ * max_worker_processes is taken (by other refreshes, or by anything else on
+ * the server).  The postmaster tells nobody when a slot frees up, so the
+ * wait polls, starting at 1 ms and backing off to 100 ms.  It stays
+ * cancellable, and lock_timeout bounds it.
+ */
+static void
+ts_worker_start_own(BackgroundWorker *worker, TsWorkerCall *call)
+{
+	TimestampTz started = GetCurrentTimestamp();
+	long		delay_ms = 1;
+
+	while (!RegisterDynamicBackgroundWorker(worker, &call->handle))
+	{
+		ts_worker_check_start_timeout(started, call);
+		(void) ts_worker_sleep(call, delay_ms);
+		delay_ms = Min(delay_ms * 2, 100);
+	}
 }
 
 /*
  * Wait for the worker's answer: raise its error, pass its notices on, or
  * return the credential it stored, in the caller's memory context.
+ *
+ * Between messages the caller sleeps on its latch, which the queue sets.  It
+ * wakes every so often all the same: while its request waits in the pool, to
+ * see that a worker is coming (a start may have found no slot) and to keep
+ * to lock_timeout; once a worker has it, every deadlock_timeout, to look for
+ * a deadlock with it.
  */
 static char *
-ts_worker_receive(shm_mq_handle *mqh, BackgroundWorkerHandle *handle,
-				  const TsRealm *realm, int64 user_id)
+ts_worker_receive(shm_mq_handle *mqh, const TsWorkerCall *call)
 {
+	TimestampTz started = GetCurrentTimestamp();
+	long		queued_delay_ms = 1;
+
 	for (;;)
 	{
 		Size		nbytes;
@@ -156,31 +321,33 @@ ts_worker_receive(shm_mq_handle *mqh, BackgroundWorkerHandle *handle,
 
 		if (result == SHM_MQ_WOULD_BLOCK)
 		{
-			int			events = WaitLatch(MyLatch,
-										   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-										   DeadlockTimeout, PG_WAIT_EXTENSION);
+			bool		queued;
+			bool		abandoned;
+			pid_t		pid = ts_worker_pid(call, &queued, &abandoned);
+			int			events;
 
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			if (events & WL_TIMEOUT)
-				ts_worker_check_deadlock(handle, realm, user_id);
+			if (abandoned)
+				ts_worker_no_answer(call);
+			if (queued)
+				ts_worker_check_start_timeout(started, call);
+			else if (pid != 0)
+				ts_worker_check_deadlock(pid, call);
+			events = ts_worker_sleep(call, queued ? queued_delay_ms : DeadlockTimeout);
+			if (queued && (events & WL_TIMEOUT))
+				queued_delay_ms = Min(queued_delay_ms * 2, 100);
 			continue;
 		}
 		if (result != SHM_MQ_SUCCESS)
-			ereport(ERROR,
-					(errcode(ERRCODE_OPERATOR_INTERVENTION),
-					 errmsg("refresh of user " INT64_FORMAT " in realm \"%s\" ended without an answer",
-							user_id, realm->name),
-					 errdetail("Its background worker stopped before it reported a result.")));
+			ts_worker_no_answer(call);
 
 		initStringInfo(&msg);
 		appendBinaryStringInfo(&msg, data, nbytes);
 		msgtype = pq_getmsgbyte(&msg);
 
-		if (msgtype == 'C')
+		if (msgtype == TS_MSG_CREDENTIAL)
 			return pstrdup(pq_getmsgstring(&msg));
 
-		if (msgtype == 'E' || msgtype == 'N')
+		if (msgtype == TS_MSG_ERROR || msgtype == TS_MSG_NOTICE)
 		{
 			ErrorData	edata;
 
@@ -194,82 +361,20 @@ ts_worker_receive(shm_mq_handle *mqh, BackgroundWorkerHandle *handle,
 	}
 }
 
-/* What a caller waiting for a free worker slot is doing, for its errors. */
-typedef struct TsSlotWait
-{
-	const TsRealm *realm;
-	int64		user_id;
-} TsSlotWait;
-
-static void
-ts_worker_slot_wait_context(void *arg)
-{
-	TsSlotWait *wait = (TsSlotWait *) arg;
-
-	errcontext("waiting for a background worker slot to refresh user " INT64_FORMAT " in realm \"%s\"",
-			   wait->user_id, wait->realm->name);
-}
-
 /*
- * Register the refresh worker, waiting for a free slot if every one of
- * max_worker_processes is taken (by other refreshes, or by anything else on
- * the server).  The postmaster tells nobody when a slot frees up, so the
- * wait polls, starting at 1 ms and backing off to 100 ms.  It stays
- * cancellable: statement_timeout and a cancel arrive as interrupts, and the
- * error context names the user and realm.  lock_timeout bounds it as it
- * bounds the wait for the user's lock, since for the caller both are waits
- * for a refresh to be able to start.
+ * Start a worker of the call's own for the request in seg.
  */
 static void
-ts_worker_register(BackgroundWorker *worker, BackgroundWorkerHandle **handle,
-				   const TsRealm *realm, int64 user_id)
+ts_worker_start_for(TsWorkerCall *call, dsm_segment *seg)
 {
-	TsSlotWait	wait = {realm, user_id};
-	ErrorContextCallback context;
-	TimestampTz started;
-	long		delay_ms = 1;
+	BackgroundWorker worker;
 
-	if (RegisterDynamicBackgroundWorker(worker, handle))
-		return;
-
-	context.callback = ts_worker_slot_wait_context;
-	context.arg = &wait;
-	context.previous = error_context_stack;
-	error_context_stack = &context;
-	started = GetCurrentTimestamp();
-	do
-	{
-		if (LockTimeout > 0 &&
-			TimestampDifferenceExceeds(started, GetCurrentTimestamp(), LockTimeout))
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("could not start the refresh of user " INT64_FORMAT " in realm \"%s\" within lock_timeout",
-							user_id, realm->name),
-					 errdetail("Every background worker slot (max_worker_processes) stayed taken for %d ms.",
-							   LockTimeout)));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 delay_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		delay_ms = Min(delay_ms * 2, 100);
-	} while (!RegisterDynamicBackgroundWorker(worker, handle));
-	error_context_stack = context.previous;
-}
-
-/*
- * Fill in a dynamic background worker of this library that connects to a
- * database, runs function once and is never restarted; the caller names it.
- */
-void
-ts_worker_describe(BackgroundWorker *worker, const char *function, const char *type)
-{
-	memset(worker, 0, sizeof(*worker));
-	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker->bgw_start_time = BgWorkerStart_ConsistentState;
-	worker->bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker->bgw_library_name, "pg_turnstile", BGW_MAXLEN);
-	strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
-	strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+	ts_worker_describe(&worker, "ts_refresh_worker_main", "pg_turnstile refresh");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_turnstile refresh of user " INT64_FORMAT,
+			 call->user_id);
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	ts_worker_start_own(&worker, call);
 }
 
 /*
@@ -284,19 +389,12 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	TsRefreshRequest *request;
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
-	BackgroundWorker worker;
-	TsWorkerCall call;
+	TsWorkerCall call = {realm, user_id, -1, NULL};
 	char	   *credential;
 
 	seg = dsm_create(TS_WORKER_QUEUE_OFFSET + TS_WORKER_QUEUE_SIZE, 0);
 	request = dsm_segment_address(seg);
 	request->database = MyDatabaseId;
-	/*
-	 * Not the caller's role: a role's own settings (ALTER ROLE ... SET) apply
-	 * when a worker connects as it, and the caller must not be able to shape
-	 * the session in which the realm's functions run.
-	 */
-	request->user = ts_store_owner();
 	request->xact_isolation =
 		turnstile_isolation == TURNSTILE_SERIALIZABLE ? XACT_SERIALIZABLE :
 		turnstile_isolation == TURNSTILE_REPEATABLE_READ ? XACT_REPEATABLE_READ :
@@ -309,67 +407,90 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	shm_mq_set_receiver(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 
-	ts_worker_describe(&worker, "ts_refresh_worker_main", "pg_turnstile refresh");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_turnstile refresh of user " INT64_FORMAT,
-			 user_id);
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-
-	ts_worker_register(&worker, &call.handle, realm, user_id);
-	shm_mq_set_handle(mqh, call.handle);
-
 	PG_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
 	{
-		credential = ts_worker_receive(mqh, call.handle, realm, user_id);
+		if (ts_pool_serves_here())
+			call.pool_entry = ts_pool_submit(dsm_segment_handle(seg), user_id, realm->name);
+		if (call.pool_entry < 0)
+		{
+			ts_worker_start_for(&call, seg);
+			shm_mq_set_handle(mqh, call.handle);
+		}
+
+		credential = ts_worker_receive(mqh, &call);
 
 		/*
-		 * The worker sends its answer after its commit and then exits.  Wait
-		 * for that, so that no refresh worker outlives its call: otherwise a
-		 * caller that refreshes again at once, or many callers refreshing
-		 * different users, could find every worker slot still taken by
-		 * workers that were only exiting.
+		 * A worker of our own sends its answer after its commit and then
+		 * exits.  Wait for that, so that no such worker outlives its call:
+		 * otherwise a caller that refreshes again at once, or many callers
+		 * refreshing different users, could find every worker slot still
+		 * taken by workers that were only exiting.  A pool worker goes on to
+		 * the next request.
 		 */
-		(void) WaitForBackgroundWorkerShutdown(call.handle);
+		if (call.handle != NULL)
+			(void) WaitForBackgroundWorkerShutdown(call.handle);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(ts_worker_stop, PointerGetDatum(&call));
 
+	/* the answer came after the worker's commit: the entry may go */
+	if (call.pool_entry >= 0)
+		ts_pool_release(call.pool_entry);
 	dsm_detach(seg);
 	return credential;
 }
 
 /*
- * The worker: refresh one user's credential in a transaction of its own,
- * commit, and send the credential to the caller.
+ * Attach to a caller's request and send this process's output to its queue.
  */
-void
-ts_refresh_worker_main(Datum main_arg)
+static dsm_segment *
+ts_worker_attach(dsm_handle handle, TsRefreshRequest **request)
 {
-	dsm_segment *seg;
-	TsRefreshRequest *request;
+	dsm_segment *seg = dsm_attach(handle);
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
-	char	   *volatile credential = NULL;
-	MemoryContext worker_context;
-	ErrorData  *volatile failure = NULL;
 
-	/* a terminate request aborts the transaction at the next interrupt check */
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_turnstile refresh worker could not map its request")));
-	request = dsm_segment_address(seg);
-	mq = (shm_mq *) ((char *) request + TS_WORKER_QUEUE_OFFSET);
+	/* the mapping outlives this worker's transactions; detached explicitly */
+	dsm_pin_mapping(seg);
+	*request = dsm_segment_address(seg);
+	mq = (shm_mq *) ((char *) *request + TS_WORKER_QUEUE_OFFSET);
 	shm_mq_set_sender(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 	pq_redirect_to_shm_mq(seg, mqh);
+	return seg;
+}
 
-	BackgroundWorkerInitializeConnectionByOid(request->database, request->user, 0);
-	worker_context = AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
-										   ALLOCSET_DEFAULT_SIZES);
+/*
+ * Send a failure to the caller, through the redirected output, and go on.
+ */
+static void
+ts_worker_send_failure(ErrorData *failure)
+{
+	PG_TRY();
+	{
+		ThrowErrorData(failure);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Refresh one user's credential in a transaction of its own, commit, and
+ * send the credential to the caller; or roll back, record the failure in a
+ * transaction of its own, and send the failure.  Returns either way.
+ */
+static void
+ts_worker_refresh(const TsRefreshRequest *request, MemoryContext worker_context)
+{
+	char	   *volatile credential = NULL;
+	ErrorData  *volatile failure = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -404,7 +525,8 @@ ts_refresh_worker_main(Datum main_arg)
 
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		pq_beginmessage(&msg, 'C');
+		MemoryContextSwitchTo(worker_context);
+		pq_beginmessage(&msg, TS_MSG_CREDENTIAL);
 		pq_sendstring(&msg, credential);
 		pq_endmessage(&msg);
 		return;
@@ -418,6 +540,87 @@ ts_refresh_worker_main(Datum main_arg)
 	ts_credential_record_failure(request->realm, request->user_id, failure);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(worker_context);
+	ts_worker_send_failure(failure);
+}
 
-	ThrowErrorData(failure);
+/*
+ * A worker of one refresh: attach to the request (first, so that even a
+ * failure to connect reaches the caller), connect, refresh, exit.
+ */
+void
+ts_refresh_worker_main(Datum main_arg)
+{
+	TsRefreshRequest *request;
+
+	/* a terminate request aborts the transaction at the next interrupt check */
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	(void) ts_worker_attach(DatumGetUInt32(main_arg), &request);
+	ts_worker_connect(request->database);
+	ts_worker_refresh(request, AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
+													 ALLOCSET_DEFAULT_SIZES));
+}
+
+/*
+ * A worker of the refresh pool (pool.c): serve the requests queued for its
+ * database one after another, and leave when there has been none for
+ * turnstile.refresh_worker_idle_time, or when asked to make room.
+ */
+void
+ts_pool_worker_main(Datum main_arg)
+{
+	Oid			database;
+	MemoryContext worker_context;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	if (!ts_pool_worker_attach(DatumGetInt32(main_arg), &database))
+		proc_exit(0);			/* its slot was given to a later start */
+	ts_worker_connect(database);
+	worker_context = AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
+										   ALLOCSET_DEFAULT_SIZES);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (;;)
+	{
+		dsm_handle handle;
+		bool		leave;
+		long		idle_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (ts_pool_worker_take(&handle, &leave, &idle_ms))
+		{
+			TsRefreshRequest *request;
+			dsm_segment *seg;
+
+			/* whatever serving allocates outside transactions goes with it */
+			MemoryContextSwitchTo(worker_context);
+			seg = ts_worker_attach(handle, &request);
+			pgstat_report_activity(STATE_RUNNING,
+								   psprintf("refresh of user " INT64_FORMAT " in realm \"%s\"",
+											request->user_id, request->realm));
+			ts_worker_refresh(request, worker_context);
+			/* detaching ends the redirection of the output to the queue */
+			dsm_detach(seg);
+			ts_pool_worker_done();
+			MemoryContextSwitchTo(TopMemoryContext);
+			MemoryContextReset(worker_context);
+			pgstat_report_stat(false);
+			pgstat_report_activity(STATE_IDLE, NULL);
+			continue;
+		}
+		if (leave)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 idle_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	proc_exit(0);
 }
