@@ -5,6 +5,7 @@
 #   - the caller is terminated while its refresh runs;
 #   - the caller is cancelled while its refresh runs;
 #   - the worker is terminated while the caller waits;
+#   - the extension's owner cannot log in: the worker runs all the same;
 #   - more refreshes than worker slots: they wait for a slot and succeed;
 #   - no slot ever frees: lock_timeout and statement_timeout end the wait.
 
@@ -17,7 +18,6 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('worker');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
-$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
 $node->start;
 
 # A login service that takes as long as svc_delay says, and counts its
@@ -109,6 +109,21 @@ like($caller->{stderr},
 	'worker terminated: the caller gets a clear error');
 check_clean_after(3, 'worker terminated');
 
+# An extension owned by a role that cannot log in: its refresh workers
+# connect all the same.
+$node->safe_psql('postgres', q{
+	CREATE ROLE nologin_owner NOLOGIN SUPERUSER;
+	CREATE DATABASE nologin OWNER nologin_owner;
+});
+$node->safe_psql('nologin', q{
+	SET ROLE nologin_owner;
+	CREATE EXTENSION pg_turnstile;
+	CREATE FUNCTION quick_login(uid bigint) RETURNS text LANGUAGE sql AS $$ SELECT 'quick-' || uid $$;
+	SELECT turnstile.realm_set('q', 'quick_login(bigint)');
+});
+is($node->safe_psql('nologin', "SELECT turnstile.credential_get(1, 'q')"), 'quick-1',
+	'an extension owned by a role that cannot log in: its refresh worker runs');
+
 # 4. more refreshes than worker slots: they wait for a slot, and all succeed.
 # max_worker_processes = 2, of which the logical replication launcher takes
 # one: eight callers refresh eight users at once, with a 0.2 s login.
@@ -150,7 +165,7 @@ like($stderr, qr/ERROR:  55P03: could not start the refresh of user 4 in realm "
 	"\\set VERBOSITY verbose\nSET statement_timeout = '300ms';\nSELECT turnstile.credential_get(4, 'w');");
 like($stderr, qr/ERROR:  57014: canceling statement due to statement timeout/,
 	'no worker slot: statement_timeout gives 57014');
-like($stderr, qr/CONTEXT:  waiting for a background worker slot to refresh user 4 in realm "w"/,
+like($stderr, qr/CONTEXT:  waiting for a background worker to refresh user 4 in realm "w"/,
 	'no worker slot: the cancel names the user and realm');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM turnstile.locks'), '0',
 	'no worker slot: the lock is free');

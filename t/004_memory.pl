@@ -20,7 +20,6 @@ $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 # the test measures memory, not WAL flushes or logging
 $node->append_conf('postgresql.conf', qq{
 synchronous_commit = off
-max_worker_processes = 16
 log_statement = none
 log_connections = off
 log_disconnections = off

@@ -59,7 +59,6 @@ $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 # server log.  The terminator starts switched off (interval 0).
 $node->append_conf('postgresql.conf', qq{
 max_connections = 100
-max_worker_processes = 24
 log_statement = none
 shared_preload_libraries = 'pg_rage_terminator'
 pg_rage_terminator.interval = 0

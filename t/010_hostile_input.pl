@@ -51,7 +51,6 @@ my $context_samples = 8;		# variations per function in each context
 
 my $node = PostgreSQL::Test::Cluster->new('hostile');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
-$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
 $node->start;
 
 my $int64_max = '9223372036854775807';

@@ -50,7 +50,7 @@ foreach my $i (0 .. $nshards - 1)
 	my $shard = PostgreSQL::Test::Cluster->new("shard$i");
 	$shard->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 	$shard->append_conf('postgresql.conf',
-		"shared_buffers = 16MB\nmax_connections = 150\nmax_worker_processes = 16\n");
+		"shared_buffers = 16MB\nmax_connections = 150\n");
 	$shard->start;
 	$shard->safe_psql('postgres', "CREATE DATABASE shard_$i");
 	$shard->command_ok(

@@ -36,7 +36,7 @@ my $accounts = 8;
 my $node = PostgreSQL::Test::Cluster->new('java_client');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->append_conf('postgresql.conf',
-	"listen_addresses = '127.0.0.1'\nmax_connections = 60\nmax_worker_processes = 16\n");
+	"listen_addresses = '127.0.0.1'\nmax_connections = 60\n");
 $node->append_conf('pg_hba.conf', "host all all 127.0.0.1/32 trust\n");
 $node->start;
 
