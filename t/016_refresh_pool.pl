@@ -10,6 +10,7 @@
 #     over for the next caller;
 #   - a caller terminated while its refresh runs: the worker is stopped and
 #     gone before the user's lock is free, so no second login starts beside it;
+#   - a deadlock between a caller and the pool worker it waits for is found;
 #   - a login that refreshes another user of a 'requires_new' realm, from the
 #     pool's only worker, does not wait for the pool (which has no one left);
 #   - a second database: the idle worker of the first leaves to make room;
@@ -148,6 +149,32 @@ like($node->safe_psql('postgres', "SELECT turnstile.credential_get(41, 'w')"),
 # 5. a login that needs another user's credential, from the only pool worker
 like($node->safe_psql('postgres', "SELECT turnstile.credential_get(7, 'nested')"),
 	qr/^outer-7-tok-1007-\d+$/, 'a nested refresh from the pool worker does not wait for the pool');
+
+# A login that needs a row the caller's transaction has locked: the pool
+# worker waits for the caller, the caller for the worker.  The caller sees
+# it and raises 40P01; the worker is stopped, and the pool serves on.
+$node->safe_psql('postgres', q{
+	CREATE TABLE account (user_id bigint PRIMARY KEY, logins integer NOT NULL);
+	INSERT INTO account VALUES (9, 0);
+	CREATE FUNCTION counting_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		UPDATE account SET logins = logins + 1 WHERE user_id = uid;
+		RETURN 'tok-' || uid;
+	END $$;
+	SELECT turnstile.realm_set('locked', 'counting_login(bigint)');
+});
+my ($ret, $stdout, $stderr) = $node->psql('postgres', q{
+	\set VERBOSITY verbose
+	SET deadlock_timeout = '100ms';
+	BEGIN;
+	UPDATE account SET logins = 100 WHERE user_id = 9;
+	SELECT turnstile.credential_get(9, 'locked');
+	ROLLBACK;
+});
+like($stderr, qr/ERROR:  40P01: deadlock detected while refreshing user 9 in realm "locked"/,
+	'a deadlock between the caller and its pool worker is detected');
+is($node->safe_psql('postgres', "SELECT turnstile.credential_get(9, 'locked')"), 'tok-9',
+	'after the deadlock, the pool serves the same user');
 
 # 6. a second database: the idle worker of the first leaves to make room
 $node->safe_psql('postgres', 'CREATE DATABASE other');
