@@ -290,7 +290,6 @@ port = $PG_PORT
 unix_socket_directories = '${SOCK_DIR//\'/\'\'}'
 shared_buffers = 128MB
 max_connections = 200
-max_worker_processes = 16
 log_line_prefix = '%m [%p] '
 EOF
 }
