@@ -65,6 +65,7 @@
 #include "executor/tuptable.h"
 #include "mb/pg_wchar.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -410,15 +411,21 @@ ts_fastpath_open(const Oid *relid, LOCKMODE mode)
 {
 	for (int attempt = 0;; attempt++)
 	{
-		Relation	rel;
+		Oid			locked;
 
 		ts_fastpath_lookup_rels();
-		rel = try_table_open(*relid, mode);
-		if (rel != NULL && ts_rels_valid)
-			return rel;
-		if (rel != NULL)
-			table_close(rel, mode);
-		ts_rels_valid = false;
+		locked = *relid;
+		LockRelationOid(locked, mode);
+
+		/*
+		 * Had the table been dropped or changed, taking the lock (or the
+		 * lock this transaction held before) processed the invalidation
+		 * that cleared ts_rels_valid; so while it is still valid, the table
+		 * exists and is the one remembered, and opens as table_open would.
+		 */
+		if (ts_rels_valid)
+			return table_open(locked, NoLock);
+		UnlockRelationOid(locked, mode);
 		if (attempt == 3)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_IN_USE),
