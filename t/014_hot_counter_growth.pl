@@ -9,6 +9,9 @@
 #    never more, and the value is exact to the unit.
 # 3. turnstile.hot_slots_max = 2 keeps the same load on 2 slots.
 # 4. Only a superuser may change turnstile.hot_slots_max.
+# 5. An increment whose request to grow finds no background worker slot free
+#    gives the request up at once, so that the next increment that finds
+#    every slot busy asks again, while the first still waits.
 
 use strict;
 use warnings;
@@ -144,6 +147,62 @@ my ($ret, $stdout, $stderr) = $node->psql('postgres', q{
 }, extra_params => [ '-U', 'app', '-v', 'VERBOSITY=verbose' ]);
 like($stderr, qr/ERROR:  42501: permission denied to set parameter "turnstile.hot_slots_max"/,
 	'a plain role cannot change turnstile.hot_slots_max');
+
+# 5. No worker slot free for a growth: asked again, not dropped.  One worker
+# slot (no logical replication launcher), taken by a slow refresh.
+$node->append_conf('postgresql.conf',
+	"max_worker_processes = 1\nmax_logical_replication_workers = 0\n");
+$node->restart;
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION slow_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM pg_sleep(3);
+		RETURN 'slow-' || uid;
+	END $$;
+	SELECT turnstile.realm_set('slow', 'slow_login(bigint)');
+	SELECT turnstile.counter_create('retry', 0, 2);
+});
+my $slow = $node->background_psql('postgres');
+$slow->query_until(qr/started/, q{
+	\echo started
+	SELECT turnstile.credential_get(1, 'slow');
+});
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_turnstile refresh'}),
+	'no worker slot: a refresh takes the only one');
+my @busy = map { $node->background_psql('postgres') } 1 .. 2;
+$_->query_safe("BEGIN; SELECT turnstile.counter_incr('retry')") for @busy;
+my $first = $node->background_psql('postgres');
+my $first_pid = $first->query_safe('SELECT pg_backend_pid()');
+$first->query_until(qr/started/, q{
+	\echo started
+	SELECT turnstile.counter_incr('retry');
+});
+ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM turnstile.locks WHERE pid = $first_pid AND NOT granted}),
+	'no worker slot: an increment waits for a slot');
+is($node->safe_psql('postgres', qq{
+		SELECT count(*) FROM pg_locks
+		 WHERE pid = $first_pid AND locktype = 'advisory' AND objsubid = 21508}),
+	'0', 'no worker slot: the increment gave its request to grow up');
+$slow->quit;
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'pg_turnstile refresh'}),
+	'the worker slot is free again');
+my $second = $node->background_psql('postgres');
+$second->query_until(qr/started/, q{
+	\echo started
+	SELECT turnstile.counter_incr('retry');
+});
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_turnstile growth'}),
+	'the next increment that finds every slot busy asks again, and a worker grows the counter');
+$_->query_safe('COMMIT') for @busy;
+$_->quit for @busy, $first, $second;
+ok($node->poll_query_until('postgres', $no_grower), 'the growth is done');
+is($node->safe_psql('postgres',
+		"SELECT value || '|' || slots FROM turnstile.counter_info('retry')"),
+	'4|4', 'the counter grew to 4 slots, its value exact');
 
 $node->stop;
 done_testing();
