@@ -115,7 +115,8 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION turnstile.counter_list() TO turnstile_app;
 SET ROLE turnstile_app;
 SELECT name, value FROM turnstile.counters WHERE name LIKE 'sec%' ORDER BY name;
--- The same holds for turnstile.locks, which calls counter_lock_key().
+-- The same holds for turnstile.locks, which calls key_holders() and
+-- counter_lock_key().
 BEGIN;
 SELECT turnstile.counter_incr('sec');
 SELECT object, counter, mode FROM turnstile.locks WHERE pid = pg_backend_pid();
@@ -130,7 +131,8 @@ SELECT object, counter, mode FROM turnstile.locks WHERE pid = pg_backend_pid();
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION turnstile.counter_lock_key(text) TO turnstile_app;
+GRANT EXECUTE ON FUNCTION turnstile.counter_lock_key(text), turnstile.key_holders()
+  TO turnstile_app;
 SET ROLE turnstile_app;
 BEGIN;
 SELECT turnstile.counter_incr('sec');

@@ -123,17 +123,23 @@ static TsStatement ts_stmt_insert = {
 
 /*
  * Set a counter to $2: slot 0 takes the value, the other slots go to zero.
- * Slots that are zero already are left alone, so a hot counter's reset
- * writes only the rows it must; slot 0 always changes, so the counter's
- * version (the sum of its slot versions) always grows.
+ * Every slot row is written, zero or not: the written rows hold the counter
+ * until this transaction ends (keylock.c), and a hot increment must not slip
+ * into a slot this set left alone, or the increment would return a total
+ * from before the set and the set's value would not be the counter's.  Only
+ * the rows whose value changes bump their version, so the counter's version
+ * (the sum of its slot versions) grows by the rows that changed.
  */
 static TsStatement ts_stmt_set = {
 	"UPDATE turnstile.counter_slot"
 	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
-	"       version = version OPERATOR(pg_catalog.+) 1,"
-	"       updated_at = pg_catalog.clock_timestamp()"
-	" WHERE name OPERATOR(pg_catalog.=) $1"
-	"   AND (slot OPERATOR(pg_catalog.=) 0 OR value OPERATOR(pg_catalog.<>) 0)",
+	"       version = version OPERATOR(pg_catalog.+)"
+	"                 CASE WHEN slot OPERATOR(pg_catalog.=) 0"
+	"                        OR value OPERATOR(pg_catalog.<>) 0 THEN 1 ELSE 0 END,"
+	"       updated_at = CASE WHEN slot OPERATOR(pg_catalog.=) 0"
+	"                          OR value OPERATOR(pg_catalog.<>) 0"
+	"                         THEN pg_catalog.clock_timestamp() ELSE updated_at END"
+	" WHERE name OPERATOR(pg_catalog.=) $1",
 	2, {TEXTOID, INT8OID}
 };
 
@@ -290,10 +296,33 @@ ts_counter_begin_exclusive(const TsCounter *counter)
 	if (XactReadOnly)
 		ts_require_writable(psprintf("counter \"%s\"", counter->name));
 	ts_policy_check_level();
-	ts_lock_counter(counter->key, ExclusiveLock, counter->name);
+	for (;;)
+	{
+		TransactionId writer;
+
+		ts_lock_counter(counter->key, ExclusiveLock, counter->name);
+		/* a transaction in progress that wrote the counter still holds it */
+		writer = ts_counter_writer(counter->name);
+		if (!TransactionIdIsValid(writer))
+			break;
+		ts_unlock_counter(counter->key, ExclusiveLock);
+		ts_counter_wait_writer(counter->key, writer, counter->name);
+	}
 	snapshot = ts_policy_snapshot();
 	ts_counter_check_unchanged(counter, snapshot);
 	return snapshot;
+}
+
+/*
+ * The end of an exclusive call: its rows, if it wrote any, hold the counter
+ * from now on (keylock.c), so its lock goes.
+ */
+static void
+ts_counter_end_exclusive(const TsCounter *counter, Snapshot snapshot)
+{
+	ts_policy_release(snapshot);
+	if (ts_keys_held_by_rows())
+		ts_unlock_counter(counter->key, ExclusiveLock);
 }
 
 static void
@@ -337,7 +366,7 @@ ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
 		ts_report_overflow(counter, state.value, delta);
 	ts_counter_write(counter, snapshot, &state, result);
 
-	ts_policy_release(snapshot);
+	ts_counter_end_exclusive(counter, snapshot);
 	return result;
 }
 
@@ -409,11 +438,12 @@ ts_counter_slot_add_sql(const TsCounter *counter, int slot, int expected_slots,
  * One try at the fast path, under the locks the caller took for a counter
  * of expected_slots slots (see ts_counter_slot_add).  On TS_SLOT_ADDED,
  * *result is the counter's new total; *actual_slots is the slot count the
- * row showed, 0 if there was no row.
+ * row showed, 0 if there was no row; on TS_SLOT_BUSY, *writer is the
+ * transaction that holds the slot's row.
  */
 static TsSlotAdd
 ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
-				   int64 delta, int64 *result, int *actual_slots)
+				   int64 delta, int64 *result, int *actual_slots, TransactionId *writer)
 {
 	Snapshot	snapshot = ts_policy_snapshot();
 	TsSlotAdd	outcome;
@@ -451,7 +481,71 @@ ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
 	}
 	ts_policy_release(snapshot);
 	*actual_slots = added.slots;
+	*writer = outcome == TS_SLOT_BUSY ? added.writer : InvalidTransactionId;
 	return outcome;
+}
+
+/*
+ * A hot increment: under the counter's ShareLock, take the first slot,
+ * from this backend's last one on, whose lock no call holds and whose row no
+ * other open transaction holds (keylock.c), and add delta there.  A slot row
+ * this transaction wrote itself is free to it, so a transaction that holds a
+ * slot never waits for another's.  When every slot is taken, the counter
+ * asks to grow (grow.c) and waits, for the holder of one of the slots (or
+ * for a call that holds one's lock), then returns TS_SLOT_BUSY for the
+ * caller to start over.
+ * TS_SLOT_NOT_ADDED when the counter is not hot after all, or would
+ * overflow the slot.  Every lock taken here is given back before it returns.
+ */
+static TsSlotAdd
+ts_counter_add_hot(const TsCounter *counter, int slots, int64 delta,
+				   int64 *result, TransactionId *writer)
+{
+	int			start = ts_counter_slot_to_start(counter->key, slots);
+	TransactionId busy_writer = InvalidTransactionId;
+	int			busy_slot = start;
+
+	ts_lock_counter(counter->key, ShareLock, counter->name);
+	for (int i = 0; i < slots; i++)
+	{
+		int			slot = (start + i) % slots;
+		int			actual_slots;
+		TransactionId slot_writer;
+		TsSlotAdd	outcome;
+
+		if (!ts_try_lock_counter_slot(counter->key, slot))
+			continue;
+		outcome = ts_counter_try_add(counter, slot, slots, delta, result,
+									 &actual_slots, &slot_writer);
+		if (outcome == TS_SLOT_BUSY)
+		{
+			ts_unlock_counter_slot_only(counter->key, slot);
+			if (!TransactionIdIsValid(busy_writer))
+			{
+				busy_writer = slot_writer;
+				busy_slot = slot;
+			}
+			continue;
+		}
+		if (outcome == TS_SLOT_ADDED)
+		{
+			ts_counter_slot_taken(counter->key, slot);
+			if (!ts_keys_held_by_rows())
+				return outcome;
+		}
+		ts_unlock_counter_slot_only(counter->key, slot);
+		ts_unlock_counter(counter->key, ShareLock);
+		return outcome;
+	}
+	ts_unlock_counter(counter->key, ShareLock);
+
+	ts_counter_request_growth(counter->key, slots, counter->name);
+	if (TransactionIdIsValid(busy_writer))
+		ts_counter_slot_wait_writer(counter->key, busy_slot, busy_writer, counter->name);
+	else
+		ts_wait_counter_slot(counter->key, start, counter->name);
+	*writer = InvalidTransactionId;	/* waited already */
+	return TS_SLOT_BUSY;
 }
 
 /*
@@ -460,64 +554,75 @@ ts_counter_try_add(const TsCounter *counter, int slot, int expected_slots,
  * The fast path updates one slot (fastpath.c) under the locks chosen for the
  * slot count we expect (see the header comment on hot counters).  It adds
  * nothing when the counter is missing, when the count was wrong, or when the
- * slot would overflow; then the exclusive path decides exactly.
+ * slot would overflow; then the exclusive path decides exactly.  A slot row
+ * that an open transaction holds is waited for (outside the counter's
+ * locks), and the increment starts over.  The locks of a call last for the
+ * call only: its written row holds the counter afterwards (keylock.c).
  */
 static int64
 ts_counter_add(const TsCounter *counter, int64 delta)
 {
 	int			slots;
-	int			slot;
 	int64		result;
 	TsStoreSession session;
+	TransactionId writer;
+	TsSlotAdd	outcome;
 
 	if (XactReadOnly)
 		ts_require_writable(psprintf("counter \"%s\"", counter->name));
 	ts_policy_check_level();
 
-	slots = ts_counter_slots_remembered(counter->key);
-	if (slots == 0)
+	for (;;)
 	{
-		/*
-		 * Most counters are plain.  If the counter's lock is free, take it
-		 * exclusively and try the plain increment at once, which spares the
-		 * probe of slot 0.  A counter that turns out hot gives that lock
-		 * back unused, so that its increments do not queue behind it.
-		 */
-		if (ts_try_lock_counter(counter->key, ExclusiveLock))
+		slots = ts_counter_slots_remembered(counter->key);
+		if (slots == 0)
 		{
-			if (ts_counter_try_add(counter, 0, 1, delta, &result, &slots) == TS_SLOT_ADDED)
+			/*
+			 * Most counters are plain.  If the counter's lock is free, take it
+			 * exclusively and try the plain increment at once, which spares
+			 * the probe of slot 0.  A counter that turns out hot gives that
+			 * lock back unused, so that its increments do not queue behind
+			 * it.
+			 */
+			if (ts_try_lock_counter(counter->key, ExclusiveLock))
+			{
+				outcome = ts_counter_try_add(counter, 0, 1, delta, &result, &slots, &writer);
+				if (outcome == TS_SLOT_ADDED && !ts_keys_held_by_rows())
+					return result;
+				ts_unlock_counter(counter->key, ExclusiveLock);
+				if (outcome == TS_SLOT_ADDED)
+					return result;
+				if (outcome == TS_SLOT_BUSY)
+				{
+					ts_counter_wait_writer(counter->key, writer, counter->name);
+					continue;
+				}
+				if (slots <= 1)
+					break;
+			}
+			else
+				slots = ts_counter_slots_peek(counter->name);
+		}
+
+		if (slots > 1)
+			outcome = ts_counter_add_hot(counter, slots, delta, &result, &writer);
+		else
+		{
+			ts_lock_counter(counter->key, ExclusiveLock, counter->name);
+			outcome = ts_counter_try_add(counter, 0, 1, delta, &result, &slots, &writer);
+			if (outcome == TS_SLOT_ADDED && !ts_keys_held_by_rows())
 				return result;
-			if (slots <= 1)
-				goto exclusive;
 			ts_unlock_counter(counter->key, ExclusiveLock);
 		}
-		else
-			slots = ts_counter_slots_peek(counter->name);
-	}
-
-	if (slots > 1)
-	{
-		int			actual_slots;
-
-		slot = ts_lock_counter_slot(counter->key, slots,
-									ts_counter_slot_to_start(counter->key, slots),
-									counter->name);
-		if (ts_counter_try_add(counter, slot, slots, delta, &result,
-							   &actual_slots) == TS_SLOT_ADDED)
-		{
-			ts_counter_slot_taken(counter->key, slot);
+		if (outcome == TS_SLOT_ADDED)
 			return result;
-		}
-		ts_unlock_counter_slot(counter->key, slot);
-	}
-	else
-	{
-		ts_lock_counter(counter->key, ExclusiveLock, counter->name);
-		if (ts_counter_try_add(counter, 0, 1, delta, &result, &slots) == TS_SLOT_ADDED)
-			return result;
+		if (outcome != TS_SLOT_BUSY)
+			break;
+		/* without a writer, only calls held the slots, and one has ended */
+		if (TransactionIdIsValid(writer))
+			ts_counter_wait_writer(counter->key, writer, counter->name);
 	}
 
-exclusive:
 	ts_counter_slots_remember(counter->key, 1);
 	ts_store_open(&session);
 	result = ts_counter_add_exclusive(counter, delta);
@@ -556,7 +661,7 @@ counter_create(PG_FUNCTION_ARGS)
 		ts_counter_insert(&counter, snapshot, initial, slots);
 		state.value = initial;
 	}
-	ts_policy_release(snapshot);
+	ts_counter_end_exclusive(&counter, snapshot);
 	ts_store_close(&session);
 
 	PG_RETURN_INT64(ts_counter_value(&counter, &state));
@@ -632,7 +737,7 @@ counter_incr_expected(PG_FUNCTION_ARGS)
 	if (pg_add_s64_overflow(state.value, delta, &result))
 		ts_report_overflow(&counter, state.value, delta);
 	ts_counter_write(&counter, snapshot, &state, result);
-	ts_policy_release(snapshot);
+	ts_counter_end_exclusive(&counter, snapshot);
 	ts_store_close(&session);
 
 	PG_RETURN_INT64(result);
@@ -675,7 +780,7 @@ counter_cas(PG_FUNCTION_ARGS)
 		ts_counter_write(&counter, snapshot, &state, new_value);
 		ts_counter_read(&counter, snapshot, &state);
 	}
-	ts_policy_release(snapshot);
+	ts_counter_end_exclusive(&counter, snapshot);
 	ts_store_close(&session);
 
 	values[0] = BoolGetDatum(applied);
@@ -746,7 +851,7 @@ counter_set(PG_FUNCTION_ARGS)
 	snapshot = ts_counter_begin_exclusive(&counter);
 	ts_counter_read(&counter, snapshot, &state);
 	ts_counter_write(&counter, snapshot, &state, value);
-	ts_policy_release(snapshot);
+	ts_counter_end_exclusive(&counter, snapshot);
 	ts_store_close(&session);
 
 	PG_RETURN_INT64(value);
@@ -770,7 +875,7 @@ counter_drop(PG_FUNCTION_ARGS)
 	ts_store_open(&session);
 	snapshot = ts_counter_begin_exclusive(&counter);
 	rows = ts_store_exec(&ts_stmt_delete, args, NULL, snapshot, false);
-	ts_policy_release(snapshot);
+	ts_counter_end_exclusive(&counter, snapshot);
 	ts_store_close(&session);
 
 	PG_RETURN_BOOL(rows > 0);

@@ -83,7 +83,7 @@ static TsStatement ts_stmt_lookup = {
 	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
 	"       c.last_error, c.last_sqlstate,"
 	"       (c.failed_at OPERATOR(pg_catalog.+) r.retry_after)::pg_catalog.text,"
-	"       r.search_path, r.login, r.validate"
+	"       r.search_path, r.login, r.validate, c.xmax"
 	"  FROM turnstile.realm r"
 	"  LEFT JOIN turnstile.credential c"
 	"    ON c.realm_id OPERATOR(pg_catalog.=) r.realm_id"
@@ -218,7 +218,7 @@ static TsRefreshInProgress *ts_refreshes_in_progress = NULL;
 
 static void ts_credential_check_unchanged(TsStoreSession *session,
 										  const char *realm_name, int64 user_id,
-										  const TsCredential *cached);
+										  TsCredential *cached);
 
 static char *
 ts_realm_arg(FunctionCallInfo fcinfo, int argno)
@@ -284,6 +284,9 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	realm->search_path = ts_store_text(session, 0, 17);
 	realm->login_signature = ts_store_text(session, 0, 18);
 	realm->validate_signature = ts_store_text(session, 0, 19);
+	cached->writer = cached->exists ?
+		ts_xact_writing(DatumGetTransactionId(ts_store_value(0, 20, &isnull)), snapshot) :
+		InvalidTransactionId;
 
 	/* only a credential that exists and was not invalidated can be used */
 	if (cached->credential == NULL || cached->invalidated)
@@ -362,7 +365,47 @@ ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
 	snapshot = ts_policy_snapshot();
 	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
 	ts_credential_check_unchanged(session, realm_name, user_id, cached);
+	/* a row that an open transaction is inserting holds the user too */
+	if (!cached->exists)
+		cached->writer = ts_credential_inserting(realm->realm_id, user_id);
 	return snapshot;
+}
+
+/*
+ * Take the user's exclusive lock and read the state under it, once no open
+ * transaction holds the user through its row (see keylock.c): if one does,
+ * give the lock back, wait for it to end, and start over.  Returns the
+ * snapshot to write with; *lock says whether this call took the lock.
+ */
+static Snapshot
+ts_credential_lock_exclusive(TsStoreSession *session, const char *realm_name,
+							 int64 user_id, TsRealm *realm, TsCredential *cached,
+							 TsLockResult *lock)
+{
+	for (;;)
+	{
+		Snapshot	snapshot;
+
+		*lock = ts_lock_credential(realm->realm_id, user_id, ExclusiveLock, true, realm_name);
+		snapshot = ts_credential_read_locked(session, realm_name, user_id, realm, cached);
+		if (!TransactionIdIsValid(cached->writer))
+			return snapshot;
+		ts_policy_release(snapshot);
+		if (*lock == TS_LOCK_ACQUIRED)
+			ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
+		ts_credential_wait_writer(realm->realm_id, user_id, cached->writer, realm_name);
+	}
+}
+
+/*
+ * The end of a call that wrote a user's row under the exclusive lock it
+ * took: the row holds the user from now on, so the lock goes.
+ */
+static void
+ts_credential_unlock_written(const TsRealm *realm, int64 user_id, TsLockResult lock)
+{
+	if (lock == TS_LOCK_ACQUIRED && ts_keys_held_by_rows())
+		ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
 }
 
 /*
@@ -372,7 +415,7 @@ ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
  */
 static void
 ts_credential_check_unchanged(TsStoreSession *session, const char *realm_name,
-							  int64 user_id, const TsCredential *cached)
+							  int64 user_id, TsCredential *cached)
 {
 	if (!ts_policy_uses_latest())
 	{
@@ -383,6 +426,8 @@ ts_credential_check_unchanged(TsStoreSession *session, const char *realm_name,
 		ts_credential_read(session, realm_name, user_id, latest_snapshot,
 						   &latest_realm, &latest);
 		ts_policy_release(latest_snapshot);
+		/* who holds the user is a matter of the latest state */
+		cached->writer = latest.writer;
 		if (latest.version != cached->version)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -467,14 +512,36 @@ credential_get(PG_FUNCTION_ARGS)
 		if (!XactReadOnly && !cached.blocked)
 			lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, false,
 									  realm_name);
+		if (lock != TS_LOCK_NOT_AVAILABLE)
+		{
+			TsCredential locked;
+
+			/* a refresh whose transaction is still open holds the user */
+			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
+												 &realm, &locked);
+			if (!TransactionIdIsValid(locked.writer))
+				cached = locked;
+			else
+			{
+				ts_policy_release(snapshot);
+				snapshot = InvalidSnapshot;
+				if (lock == TS_LOCK_ACQUIRED)
+					ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
+				lock = TS_LOCK_NOT_AVAILABLE;
+			}
+		}
 		if (lock == TS_LOCK_NOT_AVAILABLE)
 		{
 			ts_store_close(&session);
 			PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
 		}
 	}
-	else if (cached.blocked)
-		ts_credential_raise_recorded_failure(&realm, user_id, &cached);
+	else
+	{
+		snapshot = InvalidSnapshot;
+		if (cached.blocked)
+			ts_credential_raise_recorded_failure(&realm, user_id, &cached);
+	}
 	ts_credential_require_writable(user_id, realm_name);
 	ts_credential_check_recursion(&realm, user_id);
 
@@ -487,28 +554,43 @@ credential_get(PG_FUNCTION_ARGS)
 	 * stale tries again; after a few rounds of losing to other readers it
 	 * queues for the exclusive lock instead, so nobody spins.
 	 */
-	snapshot = InvalidSnapshot;
-	for (int round = 0; lock == TS_LOCK_NOT_AVAILABLE; round++)
+	for (int round = 0; snapshot == InvalidSnapshot; round++)
 	{
 		TsLockResult share;
 
 		lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock,
 								  round >= TS_SHARED_WAIT_ROUNDS, realm_name);
 		if (lock != TS_LOCK_NOT_AVAILABLE)
-			break;
-		share = ts_lock_credential(realm.realm_id, user_id, ShareLock, true, realm_name);
-		snapshot = ts_credential_read_locked(&session, realm_name, user_id,
-											 &realm, &cached);
-		if (share == TS_LOCK_ACQUIRED)
-			ts_unlock_credential(realm.realm_id, user_id, ShareLock);
-		if (cached.fresh || cached.blocked)
-			break;
+		{
+			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
+												 &realm, &cached);
+			if (!TransactionIdIsValid(cached.writer))
+				break;
+			if (lock == TS_LOCK_ACQUIRED)
+				ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
+			lock = TS_LOCK_NOT_AVAILABLE;
+		}
+		else
+		{
+			share = ts_lock_credential(realm.realm_id, user_id, ShareLock, true, realm_name);
+			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
+												 &realm, &cached);
+			if (share == TS_LOCK_ACQUIRED)
+				ts_unlock_credential(realm.realm_id, user_id, ShareLock);
+			if (!TransactionIdIsValid(cached.writer) && (cached.fresh || cached.blocked))
+				break;
+		}
 		ts_policy_release(snapshot);
 		snapshot = InvalidSnapshot;
+
+		/*
+		 * An open transaction that refreshed the user (with "required")
+		 * holds it through its row: wait for it as for its lock, then look
+		 * again.
+		 */
+		if (TransactionIdIsValid(cached.writer))
+			ts_credential_wait_writer(realm.realm_id, user_id, cached.writer, realm_name);
 	}
-	if (snapshot == InvalidSnapshot)
-		snapshot = ts_credential_read_locked(&session, realm_name, user_id,
-											 &realm, &cached);
 
 	if (cached.fresh || cached.blocked)
 	{
@@ -532,11 +614,14 @@ credential_get(PG_FUNCTION_ARGS)
 		/*
 		 * A refresh in a transaction of its own is committed already: let
 		 * the waiters have it now rather than at the end of our transaction,
-		 * unless the lock was ours before this call.
+		 * unless the lock was ours before this call.  One in our transaction
+		 * wrote the user's row, which holds the user from now on.
 		 */
 		if (realm.propagation == TURNSTILE_REQUIRES_NEW && !cached.changed_here &&
 			lock == TS_LOCK_ACQUIRED)
 			ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
+		else
+			ts_credential_unlock_written(&realm, user_id, lock);
 	}
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
@@ -599,6 +684,7 @@ credential_set(PG_FUNCTION_ARGS)
 	TsRealm		realm;
 	TsCredential cached;
 	Snapshot	snapshot;
+	TsLockResult lock;
 	TsStoreSession session;
 
 	ts_require_arg(PG_ARGISNULL(1), "credential");
@@ -616,10 +702,11 @@ credential_set(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 
 	ts_credential_check_recursion(&realm, user_id);
-	ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, true, realm_name);
-	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
+	snapshot = ts_credential_lock_exclusive(&session, realm_name, user_id, &realm,
+											&cached, &lock);
 	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
 	ts_policy_release(snapshot);
+	ts_credential_unlock_written(&realm, user_id, lock);
 	ts_store_close(&session);
 
 	PG_RETURN_VOID();
@@ -641,6 +728,7 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	TsRealm		realm;
 	TsCredential cached;
 	Snapshot	snapshot;
+	TsLockResult lock;
 	TsStoreSession session;
 	Datum		args[3];
 	char		nulls[3] = {' ', ' ', PG_ARGISNULL(2) ? 'n' : ' '};
@@ -653,13 +741,14 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	ts_policy_release(snapshot);
 
 	ts_credential_check_recursion(&realm, user_id);
-	ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, true, realm_name);
-	snapshot = ts_credential_read_locked(&session, realm_name, user_id, &realm, &cached);
+	snapshot = ts_credential_lock_exclusive(&session, realm_name, user_id, &realm,
+											&cached, &lock);
 	args[0] = Int32GetDatum(realm.realm_id);
 	args[1] = Int64GetDatum(user_id);
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	rows = ts_store_exec(&ts_stmt_invalidate, args, nulls, snapshot, false);
 	ts_policy_release(snapshot);
+	ts_credential_unlock_written(&realm, user_id, lock);
 	ts_store_close(&session);
 
 	PG_RETURN_BOOL(rows > 0);

@@ -49,9 +49,11 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/multixact.h"
 #include "access/xact.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/subtrans.h"
 #include "access/tableam.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -67,6 +69,8 @@
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "miscadmin.h"
+#include "storage/procarray.h"
+#include "funcapi.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -1201,6 +1205,138 @@ ts_counter_sum(const char *name, uint64 key, Snapshot snapshot, int64 *value,
 }
 
 /*
+ * The transaction still in progress, other than this one, that updated,
+ * deleted or locked this latest committed version of a row; invalid if none
+ * (see keylock.c, "Keys held through their rows").
+ */
+static TransactionId
+ts_tuple_writer(HeapTupleHeader tuple, Snapshot snapshot)
+{
+	TransactionId xmax;
+
+	if (tuple->t_infomask & HEAP_XMAX_INVALID)
+		return InvalidTransactionId;
+	if (tuple->t_infomask & HEAP_XMAX_IS_MULTI)
+	{
+		/* several lockers, and maybe an updater: wait for the updater */
+		if (HEAP_XMAX_IS_LOCKED_ONLY(tuple->t_infomask))
+			return InvalidTransactionId;
+		return ts_xact_writing(HeapTupleGetUpdateXid(tuple), snapshot);
+	}
+	xmax = HeapTupleHeaderGetRawXmax(tuple);
+	/* a locker that is still there holds the row; one that is gone, not */
+	if (HEAP_XMAX_IS_LOCKED_ONLY(tuple->t_infomask) && !TransactionIdIsInProgress(xmax))
+		return InvalidTransactionId;
+	return ts_xact_writing(xmax, snapshot);
+}
+
+/*
+ * With a dirty snapshot, the transaction still in progress, other than this
+ * one, that inserted the row the index keys find, and that an MVCC snapshot
+ * cannot see yet; invalid if none.
+ */
+static TransactionId
+ts_fastpath_inserter(bool counter, ScanKey keys, int nkeys)
+{
+	Relation	rel = ts_fastpath_open(counter ? &ts_rels.counter_slot : &ts_rels.credential,
+									   AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	SnapshotData dirty;
+	TransactionId inserter = InvalidTransactionId;
+
+	InitDirtySnapshot(dirty);
+	if (ts_fastpath_fetch(rel, counter ? ts_rels.counter_slot_by_key : ts_rels.credential_by_key,
+						  keys, nkeys, &dirty, slot))
+	{
+		bool		should_free;
+		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		TransactionId xmin = HeapTupleHeaderGetRawXmin(tuple->t_data);
+
+		/*
+		 * An inserter still in progress; or one that committed after the
+		 * caller's snapshot, which did not show the row: the caller must read
+		 * again (and waiting for a committed transaction costs nothing).
+		 */
+		if (TransactionIdIsValid(dirty.xmin))
+			inserter = dirty.xmin;
+		else if (TransactionIdIsNormal(xmin) && !TransactionIdIsCurrentTransactionId(xmin))
+			inserter = xmin;
+		if (should_free)
+			heap_freetuple(tuple);
+		if (TransactionIdIsValid(inserter) && TransactionIdIsCurrentTransactionId(inserter))
+			inserter = InvalidTransactionId;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return inserter;
+}
+
+/*
+ * Who holds a counter through its rows: the transaction in progress that
+ * wrote one of its slot rows, or inserted them; invalid if nobody.  The
+ * caller holds the counter's lock.
+ */
+TransactionId
+ts_counter_writer(const char *name)
+{
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	Snapshot	latest = ts_latest_snapshot();
+	TransactionId writer = InvalidTransactionId;
+	bool		any = false;
+
+	rel = ts_fastpath_open(&ts_rels.counter_slot, AccessShareLock);
+	index = index_open(ts_rels.counter_slot_by_key, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	keys[0].sk_collation = index->rd_indcollation[0];
+	scan = ts_index_beginscan(rel, index, latest, 1);
+	index_rescan(scan, keys, 1, NULL, 0);
+	while (!TransactionIdIsValid(writer) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		should_free;
+		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+		any = true;
+		writer = ts_tuple_writer(tuple->t_data, latest);
+		if (should_free)
+			heap_freetuple(tuple);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	ts_policy_release(latest);
+
+	if (!any)
+	{
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(0));
+		writer = ts_fastpath_inserter(true, keys, 2);
+	}
+	return writer;
+}
+
+/*
+ * Who is inserting a user's credential row, not yet committed; invalid if
+ * nobody.  The caller holds the user's lock and found no row.
+ */
+TransactionId
+ts_credential_inserting(int32 realm_id, int64 user_id)
+{
+	ScanKeyData keys[2];
+
+	ts_fastpath_lookup_rels();
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
+	return ts_fastpath_inserter(false, keys, 2);
+}
+
+/*
  * Is the row version at tid visible to a snapshot of the latest committed
  * state, that is, nobody has updated or deleted it since?
  */
@@ -1286,16 +1422,23 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 	}
 
 	/*
-	 * Under the caller's lock no turnstile function writes this row, but a
-	 * role that may write the table directly could be doing so right now.
-	 * CatalogTupleUpdate would wait for it and then fail with an internal
-	 * "tuple concurrently updated"; SQL waits and follows the update chain.
-	 * The version read is the latest committed one, so a set xmax means
-	 * such a writer (or an aborted one not yet hinted): rare, let SQL do it.
+	 * The version read is the latest committed one.  If a transaction still
+	 * in progress updated it (an increment whose call has returned: the row
+	 * holds the key now, see keylock.c; or a role writing the table
+	 * directly), CatalogTupleUpdate would wait for it and then fail with an
+	 * internal "tuple concurrently updated": tell the caller whom to wait
+	 * for instead, and it reads again afterwards.
 	 */
-	if (!(rows.own->t_data->t_infomask & HEAP_XMAX_INVALID) &&
-		TransactionIdIsValid(HeapTupleHeaderGetRawXmax(rows.own->t_data)))
+	added->writer = ts_tuple_writer(rows.own->t_data, snapshot);
+	if (TransactionIdIsValid(added->writer))
 	{
+		heap_freetuple(rows.own);
+		table_close(rel, RowExclusiveLock);
+		return TS_SLOT_BUSY;
+	}
+	if (rows.own->t_data->t_infomask & HEAP_XMAX_IS_MULTI)
+	{
+		/* lockers this path does not expect: let SQL sort them out */
 		heap_freetuple(rows.own);
 		table_close(rel, RowExclusiveLock);
 		return TS_SLOT_NO_DIRECT_PATH;
@@ -1324,4 +1467,79 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 	heap_freetuple(rows.own);
 	table_close(rel, RowExclusiveLock);
 	return TS_SLOT_ADDED;
+}
+
+PG_FUNCTION_INFO_V1(key_holders);
+
+/*
+ * key_holders() -> setof (object, counter, slot, slots, realm_id, user_id,
+ * pid): the keys held through their rows (keylock.c), for turnstile.locks.
+ * One row per row version that a transaction in progress inserted, updated
+ * or deleted, found with a dirty snapshot (which shows such versions), and
+ * the pid of the backend whose transaction it is.  The view removes
+ * duplicates and decides how to show them.
+ */
+Datum
+key_holders(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	ts_fastpath_lookup_rels();
+	for (int table = 0; table < 2; table++)
+	{
+		bool		counters = table == 0;
+		Relation	rel = ts_fastpath_open(counters ? &ts_rels.counter_slot : &ts_rels.credential,
+										   AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		SnapshotData dirty;
+		TableScanDesc scan;
+
+		InitDirtySnapshot(dirty);
+		scan = table_beginscan(rel, &dirty, 0, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			TransactionId xid = TransactionIdIsValid(dirty.xmax) ? dirty.xmax : dirty.xmin;
+			Datum		values[7];
+			bool		nulls[7] = {false, false, false, false, false, false, false};
+			int			pid;
+
+			if (TransactionIdIsValid(xid))
+				pid = BackendXidGetPid(SubTransGetTopmostTransaction(xid));
+			else
+			{
+				bool		should_free;
+				HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+				/* a dirty snapshot shows this transaction's own versions plainly */
+				pid = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tuple->t_data)) ?
+					MyProcPid : 0;
+				if (should_free)
+					heap_freetuple(tuple);
+			}
+			if (pid == 0)
+				continue;		/* nobody holds it, or the writer ended meanwhile */
+			slot_getallattrs(slot);
+			values[0] = CStringGetTextDatum(counters ? "counter" : "credential");
+			if (counters)
+			{
+				values[1] = slot->tts_values[ts_rels.counter_name - 1];
+				values[2] = slot->tts_values[ts_rels.counter_slot_no - 1];
+				values[3] = slot->tts_values[ts_rels.counter_slots - 1];
+				nulls[4] = nulls[5] = true;
+			}
+			else
+			{
+				nulls[1] = nulls[2] = nulls[3] = true;
+				values[4] = slot->tts_values[ts_rels.cred_realm_id - 1];
+				values[5] = slot->tts_values[ts_rels.cred_user_id - 1];
+			}
+			values[6] = Int32GetDatum(pid);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, AccessShareLock);
+	}
+	return (Datum) 0;
 }

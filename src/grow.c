@@ -176,6 +176,17 @@ ts_grow_worker_main(Datum main_arg)
 			 * final value, and no slot row is locked by anyone.
 			 */
 			ts_lock_counter(request.key, ExclusiveLock, name);
+			for (;;)
+			{
+				/* increments whose transactions are open hold their slots' rows */
+				TransactionId writer = ts_counter_writer(name);
+
+				if (!TransactionIdIsValid(writer))
+					break;
+				ts_unlock_counter(request.key, ExclusiveLock);
+				ts_counter_wait_writer(request.key, writer, name);
+				ts_lock_counter(request.key, ExclusiveLock, name);
+			}
 			PopActiveSnapshot();
 			PushActiveSnapshot(GetTransactionSnapshot());
 

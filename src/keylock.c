@@ -42,7 +42,16 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/procarray.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/inval.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/elog.h"
 
 /*
@@ -357,6 +366,184 @@ ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode)
 
 	ts_credential_locktag(&tag, realm_id, user_id);
 	LockRelease(&tag, mode, false);
+}
+
+/*
+ * Keys held through their rows.
+ *
+ * A key's lock is held only while a call reads and writes the key's rows;
+ * once they are written, the rows themselves hold the key until the writing
+ * transaction ends, as PostgreSQL's row locks do: an updated or deleted row
+ * carries the writer's xid in its xmax, an inserted one in its xmin.  So a
+ * transaction holds a handful of lock-table entries however many keys it
+ * changes.  A call that finds, under the key's lock, a row written by a
+ * transaction still in progress gives the key's lock back, waits for that
+ * transaction to end, and starts over: it then reads what the writer
+ * committed, or finds it rolled back, exactly as if it had waited for a lock
+ * held to the writer's end.  Waits are on the writer's transaction lock, so
+ * they show in pg_locks, honour lock_timeout and take part in deadlock
+ * detection like any lock wait.
+ */
+
+/*
+ * Whether the installed SQL objects are of a version (1.2 on) whose
+ * turnstile.locks shows the keys held through rows: only then may a call
+ * give its key's lock back when it returns.  Until ALTER EXTENSION UPDATE
+ * has run, locks last to the end of the transaction, as the installed view
+ * expects.  Asked once per backend, and again after any change to pg_proc.
+ */
+static int	ts_rows_hold_keys = -1;	/* -1: not known yet */
+static bool ts_rows_hold_keys_callback = false;
+
+static void
+ts_forget_rows_hold_keys(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ts_rows_hold_keys = -1;
+}
+
+bool
+ts_keys_held_by_rows(void)
+{
+	if (likely(ts_rows_hold_keys >= 0))
+		return ts_rows_hold_keys;
+	if (!ts_rows_hold_keys_callback)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, ts_forget_rows_hold_keys, (Datum) 0);
+		ts_rows_hold_keys_callback = true;
+	}
+	ts_rows_hold_keys =
+		OidIsValid(LookupFuncName(list_make2(makeString("turnstile"),
+											 makeString("key_holders")),
+								  0, NULL, true));
+	return ts_rows_hold_keys;
+}
+
+/*
+ * The transaction, other than this one, that wrote a row version the
+ * snapshot shows (its raw xmax) and holds the key: one still in progress, or
+ * one that committed after the snapshot was taken (the version is no longer
+ * the latest: the caller must read again, and waiting for it costs
+ * nothing).  Invalid if none: no xmax, this transaction's own, an aborted
+ * one, or one that committed before the snapshot, which can only have
+ * locked the row, since its update would have hidden the version.
+ */
+TransactionId
+ts_xact_writing(TransactionId xmax, Snapshot snapshot)
+{
+	if (!TransactionIdIsNormal(xmax) || TransactionIdIsCurrentTransactionId(xmax))
+		return InvalidTransactionId;
+	if (TransactionIdIsInProgress(xmax))
+		return xmax;
+	if (XidInMVCCSnapshot(xmax, snapshot) && TransactionIdDidCommit(xmax))
+		return xmax;
+	return InvalidTransactionId;
+}
+
+/*
+ * Wait for a transaction that holds a key through its rows.  While waiting,
+ * hold the key's lock in AccessShareLock, which no turnstile lock mode
+ * conflicts with, so that turnstile.locks can tell which key the wait is
+ * for; a lock_timeout becomes an error that names the key.
+ */
+static void
+ts_wait_for_writer(const LOCKTAG *tag, TransactionId xid, const TsLockTarget *target)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+
+	(void) LockAcquire(tag, AccessShareLock, false, false);
+	PG_TRY();
+	{
+		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not lock %s within lock_timeout",
+						ts_lock_target_describe(target)),
+				 errdetail("Another transaction holds its turnstile lock."),
+				 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
+	}
+	PG_END_TRY();
+	LockRelease(tag, AccessShareLock, false);
+}
+
+void
+ts_counter_wait_writer(uint64 key, TransactionId xid, const char *name)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.counter = name};
+
+	ts_counter_locktag(&tag, key);
+	ts_wait_for_writer(&tag, xid, &target);
+}
+
+/* The same for one slot of a hot counter, whose row the writer holds. */
+void
+ts_counter_slot_wait_writer(uint64 key, int slot, TransactionId xid, const char *name)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.counter = name};
+
+	ts_slot_locktag(&tag, key, slot);
+	ts_wait_for_writer(&tag, xid, &target);
+}
+
+void
+ts_credential_wait_writer(int realm_id, int64 user_id, TransactionId xid,
+						  const char *realm)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.realm = realm,.user_id = user_id};
+
+	ts_credential_locktag(&tag, realm_id, user_id);
+	ts_wait_for_writer(&tag, xid, &target);
+}
+
+/*
+ * Try one slot's lock of a hot counter, without waiting.
+ */
+bool
+ts_try_lock_counter_slot(uint64 key, int slot)
+{
+	LOCKTAG		tag;
+
+	ts_slot_locktag(&tag, key, slot);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
+ * Wait until a slot's lock is free (a call holds it only while it runs),
+ * and give it back at once.
+ */
+void
+ts_wait_counter_slot(uint64 key, int slot, const char *name)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.counter = name};
+
+	ts_slot_locktag(&tag, key, slot);
+	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
+	LockRelease(&tag, ExclusiveLock, false);
+}
+
+/*
+ * Give back one slot's lock.
+ */
+void
+ts_unlock_counter_slot_only(uint64 key, int slot)
+{
+	LOCKTAG		tag;
+
+	ts_slot_locktag(&tag, key, slot);
+	LockRelease(&tag, ExclusiveLock, false);
 }
 
 /*

@@ -66,6 +66,9 @@ typedef struct TsCredential
 	bool		usable;			/* valid and not expired */
 	bool		changed_here;	/* row written by the calling transaction */
 	bool		blocked;		/* a failed refresh holds off new attempts */
+	TransactionId writer;		/* an open transaction that wrote the row and
+								 * so holds the user (keylock.c), as read
+								 * under the user's lock */
 	char	   *last_error;		/* with blocked: what failed, and when */
 	char	   *last_sqlstate;
 	char	   *blocked_until;
@@ -104,6 +107,16 @@ extern TsLockResult ts_lock_credential(int realm_id, int64 user_id, LOCKMODE mod
 									   bool wait, const char *realm);
 extern void ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode);
 extern void ts_lock_realm_registry(void);
+extern bool ts_keys_held_by_rows(void);
+extern TransactionId ts_xact_writing(TransactionId xmax, Snapshot snapshot);
+extern void ts_counter_wait_writer(uint64 key, TransactionId xid, const char *name);
+extern void ts_counter_slot_wait_writer(uint64 key, int slot, TransactionId xid,
+										const char *name);
+extern void ts_credential_wait_writer(int realm_id, int64 user_id, TransactionId xid,
+									  const char *realm);
+extern bool ts_try_lock_counter_slot(uint64 key, int slot);
+extern void ts_unlock_counter_slot_only(uint64 key, int slot);
+extern void ts_wait_counter_slot(uint64 key, int slot, const char *name);
 extern TsLockResult ts_try_lock_counter_growth(uint64 key);
 extern void ts_lock_counter_growth(uint64 key);
 extern void ts_unlock_counter_growth(uint64 key);
@@ -153,7 +166,9 @@ typedef enum TsSlotAdd
 								 * would overflow */
 	TS_SLOT_CHANGED,			/* under "repeatable read", changed after the
 								 * caller's snapshot */
-	TS_SLOT_NO_DIRECT_PATH		/* the table was altered: use SQL */
+	TS_SLOT_NO_DIRECT_PATH,		/* the table was altered: use SQL */
+	TS_SLOT_BUSY				/* a transaction in progress wrote the slot's
+								 * row: wait for TsSlotAdded.writer */
 } TsSlotAdd;
 
 typedef struct TsSlotAdded
@@ -164,8 +179,11 @@ typedef struct TsSlotAdded
 	bool		others_known;	/* the read covered every slot */
 	bool		others_overflowed;	/* the other slots sum past bigint */
 	int64		others;			/* the sum of the other slots */
+	TransactionId writer;		/* with TS_SLOT_BUSY */
 } TsSlotAdded;
 
+extern TransactionId ts_counter_writer(const char *name);
+extern TransactionId ts_credential_inserting(int32 realm_id, int64 user_id);
 extern int	ts_counter_slots_remembered(uint64 key);
 extern void ts_counter_slots_remember(uint64 key, int slots);
 extern int	ts_counter_slot_to_start(uint64 key, int slots);

@@ -39,16 +39,21 @@ sub info
 		  FROM turnstile.counter_info('$name')});
 }
 
-# Wait until the growth worker waits for a turnstile lock of the given kind
-# (pg_locks.objsubid): 21508 the growth lock, 21505 the counter's lock.
+# Wait until the growth worker waits: for the growth lock (which
+# turnstile.locks does not show: pg_locks.objsubid 21508), or, as
+# turnstile.locks shows, for the counter (held by an increment's row).
 sub worker_waits_for
 {
-	my ($kind) = @_;
-	return $node->poll_query_until('postgres', qq{
+	my ($what) = @_;
+	return $node->poll_query_until('postgres', $what eq 'growth lock' ? q{
 		SELECT count(*) = 1 FROM pg_locks l
 		  JOIN pg_stat_activity a USING (pid)
 		 WHERE a.backend_type = 'pg_turnstile growth'
-		   AND l.locktype = 'advisory' AND l.objsubid = $kind AND NOT l.granted});
+		   AND l.locktype = 'advisory' AND l.objsubid = 21508 AND NOT l.granted} : q{
+		SELECT count(*) = 1 FROM turnstile.locks l
+		  JOIN pg_stat_activity a USING (pid)
+		 WHERE a.backend_type = 'pg_turnstile growth'
+		   AND l.object = 'counter' AND NOT l.granted});
 }
 
 # 1. Step by step
@@ -71,7 +76,7 @@ ok($node->poll_query_until('postgres', qq{
 		 WHERE pid = $waiter_pid AND locktype = 'advisory' AND objsubid = 21508
 		   AND granted}),
 	'it holds the counter\'s growth lock');
-ok(worker_waits_for(21508), 'the worker waits for the asker\'s transaction');
+ok(worker_waits_for('growth lock'), 'the worker waits for the asker\'s transaction');
 my $before = info('g');
 like($before, qr/^0\|1\|2\|/, 'no growth while the asker runs');
 
@@ -83,7 +88,7 @@ my $awaited = $node->safe_psql('postgres', qq{
 my @pids = map { $_->query_safe('SELECT pg_backend_pid()') } @holders;
 @holders = reverse @holders if $pids[1] eq $awaited;
 $holders[0]->query_safe('COMMIT');
-ok(worker_waits_for(21505), 'then the worker waits for the increment still in flight');
+ok(worker_waits_for('counter'), 'then the worker waits for the increment still in flight');
 like(info('g'), qr/^2\|3\|2\|/, 'no growth while an increment is in flight');
 
 $holders[1]->query_safe('COMMIT');
