@@ -68,9 +68,14 @@ $node->start;
 
 # The login service issues numbered tokens per realm and user, takes a while,
 # and counts its attempts in a sequence per realm, which no rollback takes
-# back.  It also holds an advisory lock on the account while it works: a
-# login that finds it taken is a second login of the same account at once,
-# and is counted in svc_overlaps.
+# back.  It also locks the account's row in svc_account while it works, to
+# the end of its transaction: a login that finds the row locked is a second
+# login of the same account while the first one's transaction is still
+# running, and is counted in svc_overlaps.  A row lock, not an advisory one:
+# a transaction's advisory locks are released a moment after the others
+# (its xid lock among them), so another session can already see the
+# transaction as ended, and begin a login, while its advisory lock is still
+# held; a row lock ends exactly when its transaction is seen to end.
 #
 # try_get is what a client that knows about requires_new does: when the
 # refresh worker it waits for is terminated, it gets 57P01 (the worker's own
@@ -97,15 +102,24 @@ $node->safe_psql('postgres', qq{
 	CREATE SEQUENCE svc_attempts_r1;
 	CREATE SEQUENCE svc_attempts_r2;
 	CREATE SEQUENCE svc_overlaps;
+	CREATE TABLE svc_account (
+		realm	text	NOT NULL,
+		user_id	bigint	NOT NULL,
+		PRIMARY KEY (realm, user_id));
+	INSERT INTO svc_account
+		SELECT r, u FROM unnest(ARRAY['r1', 'r2']) r, generate_series(1, $users) u;
 	CREATE FUNCTION svc_login(p_realm text, p_uid bigint) RETURNS text
 	LANGUAGE plpgsql AS \$\$
 	DECLARE
 		issued text;
 	BEGIN
 		PERFORM nextval(('svc_attempts_' || p_realm)::regclass);
-		IF NOT pg_try_advisory_xact_lock(hashtext(p_realm), p_uid::integer) THEN
+		BEGIN
+			PERFORM FROM svc_account WHERE realm = p_realm AND user_id = p_uid
+				FOR UPDATE NOWAIT;
+		EXCEPTION WHEN lock_not_available THEN
 			PERFORM nextval('svc_overlaps');
-		END IF;
+		END;
 		PERFORM pg_sleep($login_seconds);
 		INSERT INTO svc_token AS t VALUES (p_realm, p_uid, p_realm || '-' || p_uid || '-1', 1)
 			ON CONFLICT (realm, user_id) DO UPDATE
