@@ -19,7 +19,8 @@ EXTENSION = pg_turnstile
 DATA = \
 	pg_turnstile--1.0.sql \
 	pg_turnstile--1.0--1.1.sql \
-	pg_turnstile--1.1--1.2.sql
+	pg_turnstile--1.1--1.2.sql \
+	pg_turnstile--1.2--1.3.sql
 PGFILEDESC = "pg_turnstile - exact counters and a serialized credential cache"
 
 REGRESS = \

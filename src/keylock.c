@@ -386,7 +386,7 @@ ts_unlock_credential(int realm_id, int64 user_id, LOCKMODE mode)
  */
 
 /*
- * Whether the installed SQL objects are of a version (1.2 on) whose
+ * Whether the installed SQL objects are of a version (1.3 on) whose
  * turnstile.locks shows the keys held through rows: only then may a call
  * give its key's lock back when it returns.  Until ALTER EXTENSION UPDATE
  * has run, locks last to the end of the transaction, as the installed view
