@@ -52,7 +52,8 @@ ISOLATION = \
 	credential_snapshot_policy \
 	credential_locks \
 	credential_lock_timeout \
-	hostile_races
+	hostile_races \
+	keys_held_by_rows
 # REGRESS_OPTS is not passed to the isolation suite; it needs its own.
 ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=pg_turnstile
 

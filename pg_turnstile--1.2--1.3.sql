@@ -61,9 +61,14 @@ CREATE OR REPLACE VIEW turnstile.locks AS
 		SELECT 21506, c.counter, c.slot, c.pid, 'ExclusiveLock'
 		  FROM counter_rows c WHERE c.slots > 1 AND c.held_slots < c.slots
 	), named AS (
-		-- read through the isolation policy, like every turnstile reader
+		-- the committed counters, read through the isolation policy like
+		-- every turnstile reader, and those that open transactions are
+		-- creating, whose waiters would otherwise go unnamed
 		SELECT c.name, turnstile.counter_lock_key(c.name) AS key
 		  FROM turnstile.counter_list() c
+		UNION
+		SELECT r.counter, turnstile.counter_lock_key(r.counter)
+		  FROM rows_held r WHERE r.object = 'counter'
 	)
 	SELECT CASE WHEN h.kind = 21505 THEN 'counter'
 				WHEN h.kind = 21506 THEN 'counter slot'

@@ -166,7 +166,16 @@ ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
 
 	if (stmt->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(stmt->sql, stmt->nargs, stmt->argtypes);
+		/*
+		 * Every statement reads or writes the rows of one key, found through
+		 * an index whatever the key: a custom plan would only be the same
+		 * plan, made again on every call.  (The plan cache makes custom
+		 * plans while it judges the generic one costlier, which a table that
+		 * grows within one statement, as in a bulk load, can keep it
+		 * judging.)
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(stmt->sql, stmt->nargs, stmt->argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
