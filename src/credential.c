@@ -484,6 +484,7 @@ credential_get(PG_FUNCTION_ARGS)
 	TsStoreSession session;
 	char	   *credential;
 	TsLockResult lock = TS_LOCK_NOT_AVAILABLE;
+	bool		waited_for_writer = false;
 	text	   *fresh = ts_credential_fresh_hit(realm_name, user_id);
 
 	/* step 1, the common case, by direct index access (fastpath.c) */
@@ -558,8 +559,15 @@ credential_get(PG_FUNCTION_ARGS)
 	{
 		TsLockResult share;
 
-		lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock,
-								  round >= TS_SHARED_WAIT_ROUNDS, realm_name);
+		/*
+		 * Once a refresher's transaction has ended, its result is most
+		 * likely fresh: read it in share mode, with the other waiters,
+		 * before anyone tries to become the refresher again.
+		 */
+		lock = waited_for_writer ? TS_LOCK_NOT_AVAILABLE :
+			ts_lock_credential(realm.realm_id, user_id, ExclusiveLock,
+							   round >= TS_SHARED_WAIT_ROUNDS, realm_name);
+		waited_for_writer = false;
 		if (lock != TS_LOCK_NOT_AVAILABLE)
 		{
 			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
@@ -589,7 +597,10 @@ credential_get(PG_FUNCTION_ARGS)
 		 * again.
 		 */
 		if (TransactionIdIsValid(cached.writer))
+		{
 			ts_credential_wait_writer(realm.realm_id, user_id, cached.writer, realm_name);
+			waited_for_writer = true;
+		}
 	}
 
 	if (cached.fresh || cached.blocked)
