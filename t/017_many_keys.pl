@@ -66,7 +66,7 @@ $bulk->query_safe('COMMIT');
 is($node->safe_psql('postgres', q{
 		SELECT count(*), count(*) FILTER (WHERE value <> substr(name, 3)::bigint
 											  * (1 + substr(name, 3)::bigint % 2))
-		  FROM turnstile.counters WHERE name LIKE 'd.%'}),
+		  FROM turnstile.counter_slot WHERE name LIKE 'd.%'}),
 	'1000000|0', 'committed, every value exact');
 
 # 2. Two transactions of 300,000 at once, and a third session's own locks
@@ -112,7 +112,7 @@ is($node->safe_psql('postgres', q{
 		SELECT count(*) FILTER (WHERE name LIKE 'w0.%'),
 			   count(*) FILTER (WHERE name LIKE 'w1.%'),
 			   count(*) FILTER (WHERE value <> 1)
-		  FROM turnstile.counters WHERE name LIKE 'w_.%'}),
+		  FROM turnstile.counter_slot WHERE name LIKE 'w_.%'}),
 	'300000|300000|0', 'both committed, every value exact');
 
 # 3. A million counters created in one statement
