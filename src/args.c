@@ -66,26 +66,3 @@ ts_name_arg(Datum arg, const char *what, int *len)
 		*len = bytes;
 	return text_to_cstring(name);
 }
-
-/* A realm name argument. */
-char *
-ts_realm_arg(FunctionCallInfo fcinfo, int argno)
-{
-	ts_require_arg(PG_ARGISNULL(argno), "realm");
-	return ts_name_arg(PG_GETARG_DATUM(argno), "realm", NULL);
-}
-
-/* A user id argument. */
-int64
-ts_user_id_arg(FunctionCallInfo fcinfo, int argno)
-{
-	ts_require_arg(PG_ARGISNULL(argno), "user_id");
-	return PG_GETARG_INT64(argno);
-}
-
-int64
-ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	ts_require_arg(PG_ARGISNULL(argno), argname);
-	return PG_GETARG_INT64(argno);
-}

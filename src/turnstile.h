@@ -115,9 +115,28 @@ extern int	turnstile_hot_slots_max;
 extern void ts_require_arg(bool isnull, const char *argname);
 extern void ts_require_writable(const char *what);
 extern char *ts_name_arg(Datum arg, const char *what, int *len);
-extern char *ts_realm_arg(FunctionCallInfo fcinfo, int argno);
-extern int64 ts_user_id_arg(FunctionCallInfo fcinfo, int argno);
-extern int64 ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname);
+
+/* The small ones inline: they sit on every call's path. */
+static inline char *
+ts_realm_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ts_require_arg(PG_ARGISNULL(argno), "realm");
+	return ts_name_arg(PG_GETARG_DATUM(argno), "realm", NULL);
+}
+
+static inline int64
+ts_user_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ts_require_arg(PG_ARGISNULL(argno), "user_id");
+	return PG_GETARG_INT64(argno);
+}
+
+static inline int64
+ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	ts_require_arg(PG_ARGISNULL(argno), argname);
+	return PG_GETARG_INT64(argno);
+}
 
 /* keylock.c */
 extern uint64 ts_counter_key(const char *name, int len);
