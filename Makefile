@@ -3,13 +3,16 @@
 MODULE_big = pg_turnstile
 OBJS = \
 	src/guc.o \
+	src/args.o \
 	src/keylock.o \
 	src/snapshot.o \
 	src/store.o \
 	src/counter.o \
 	src/provider.o \
 	src/refresh.o \
+	src/credential_state.o \
 	src/credential.o \
+	src/realm.o \
 	src/fastpath.o \
 	src/grow.o \
 	src/pool.o \

@@ -61,6 +61,7 @@ PG_FUNCTION_INFO_V1(counter_set);
 PG_FUNCTION_INFO_V1(counter_info);
 PG_FUNCTION_INFO_V1(counter_drop);
 PG_FUNCTION_INFO_V1(counter_list);
+PG_FUNCTION_INFO_V1(counter_lock_key);
 
 /* The state of one counter, summed over its slots. */
 typedef struct TsCounterState
@@ -172,13 +173,6 @@ ts_counter_from_arg(FunctionCallInfo fcinfo, TsCounter *counter)
 	counter->key = ts_counter_key(counter->name, counter->len);
 }
 
-static int64
-ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	ts_require_arg(PG_ARGISNULL(argno), argname);
-	return PG_GETARG_INT64(argno);
-}
-
 static void
 ts_report_overflow(const TsCounter *counter, int64 value, int64 delta)
 {
@@ -245,14 +239,8 @@ ts_counter_value(const TsCounter *counter, const TsCounterState *state)
 static void
 ts_report_changed(const TsCounter *counter)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("counter \"%s\" was changed by a concurrent transaction",
-					counter->name),
-			 errdetail("turnstile.isolation is \"%s\" and the counter changed after this transaction's snapshot was taken.",
-					   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
-					   "serializable" : "repeatable read"),
-			 errhint("Retry the transaction.")));
+	ts_policy_report_conflict(psprintf("counter \"%s\"", counter->name), "changed",
+							  "counter changed");
 }
 
 /*
@@ -519,7 +507,7 @@ ts_counter_add_hot(const TsCounter *counter, int slots, int64 delta,
 									 &actual_slots, &slot_writer);
 		if (outcome == TS_SLOT_BUSY)
 		{
-			ts_unlock_counter_slot_only(counter->key, slot);
+			ts_unlock_counter_slot(counter->key, slot);
 			if (!TransactionIdIsValid(busy_writer))
 			{
 				busy_writer = slot_writer;
@@ -533,7 +521,7 @@ ts_counter_add_hot(const TsCounter *counter, int slots, int64 delta,
 			if (!ts_keys_held_by_rows())
 				return outcome;
 		}
-		ts_unlock_counter_slot_only(counter->key, slot);
+		ts_unlock_counter_slot(counter->key, slot);
 		ts_unlock_counter(counter->key, ShareLock);
 		return outcome;
 	}
@@ -934,4 +922,17 @@ counter_list(PG_FUNCTION_ARGS)
 	ts_store_close(&session);
 
 	return (Datum) 0;
+}
+
+/*
+ * counter_lock_key(name) -> bigint: the key of a counter's lock, as
+ * (classid << 32 | objid) of its pg_locks row; used by turnstile.locks.
+ */
+Datum
+counter_lock_key(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	PG_RETURN_INT64((int64) counter.key);
 }

@@ -60,6 +60,7 @@
 #include "utils/syscache.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "common/int.h"
@@ -232,6 +233,44 @@ ts_fastpath_forget(Datum arg, Oid relid)
 		ts_slot_memo_filled = 0;
 		ts_slot_memo_next = 0;
 	}
+}
+
+/*
+ * The role the tables belong to: the owner of the turnstile schema, which
+ * CREATE EXTENSION created together with them.  Every call needs it, so it is
+ * remembered per backend and forgotten when any schema changes (ALTER
+ * EXTENSION ... OWNER, DROP and CREATE EXTENSION).
+ */
+static Oid	ts_owner_cached = InvalidOid;
+static bool ts_owner_callback_registered = false;
+
+static void
+ts_forget_tables_owner(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ts_owner_cached = InvalidOid;
+}
+
+Oid
+ts_tables_owner(void)
+{
+	Oid			nspid;
+	HeapTuple	tuple;
+
+	if (OidIsValid(ts_owner_cached))
+		return ts_owner_cached;
+
+	if (!ts_owner_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, ts_forget_tables_owner, (Datum) 0);
+		ts_owner_callback_registered = true;
+	}
+	nspid = get_namespace_oid("turnstile", false);
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for schema %u", nspid);
+	ts_owner_cached = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	return ts_owner_cached;
 }
 
 /*
@@ -708,7 +747,7 @@ ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by, Snapshot snapsh
 	ScanKeyData key;
 	bool		allowed;
 
-	if (has_privs_of_role(user, ts_store_owner()) || has_privs_of_role(user, registered_by))
+	if (has_privs_of_role(user, ts_tables_owner()) || has_privs_of_role(user, registered_by))
 		return true;
 
 	ts_fastpath_lookup_rels();

@@ -63,6 +63,9 @@ StaticAssertDecl(sizeof(TsGrowRequest) <= BGW_EXTRALEN,
  * The hot counter with this key and slot count, in the worker's snapshot;
  * NULL if there is none (dropped, or grown by someone else meanwhile).
  */
+/* turnstile.hot_slots_max (guc.c) */
+int			turnstile_hot_slots_max = TURNSTILE_SLOTS_MAX;
+
 static TsStatement ts_stmt_find = {
 	"SELECT name FROM turnstile.counter_slot"
 	" WHERE slot OPERATOR(pg_catalog.=) 0 AND slots OPERATOR(pg_catalog.=) $2"

@@ -3,6 +3,10 @@
  * guc.c
  *	  Module entry point and the turnstile.* settings.
  *
+ * This is the top of the layering (see turnstile.h): _PG_init defines the
+ * settings and calls each module's initialiser.  A setting's variable lives
+ * with the code it governs, so that nothing below reaches up here for it.
+ *
  * Nothing here needs shared_preload_libraries: the settings are defined when
  * the library is first loaded by a call to one of its functions (or by
  * session_preload_libraries), and a value set before that is kept as a
@@ -18,9 +22,6 @@
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
-
-int			turnstile_isolation = TURNSTILE_READ_COMMITTED;
-int			turnstile_hot_slots_max = TURNSTILE_SLOTS_MAX;
 
 static const struct config_enum_entry ts_isolation_options[] = {
 	{"read committed", TURNSTILE_READ_COMMITTED, false},

@@ -179,56 +179,6 @@ ts_lock_counter(uint64 key, LOCKMODE mode, const char *name)
 }
 
 /*
- * Take the ShareLock of a hot counter plus the ExclusiveLock of one of its
- * slots, and return that slot.
- *
- * The caller names the slot to start at: the one this backend took last
- * time for this counter, so that backends settle, each on a slot of its own
- * when there are no more of them than slots (a backend that has to move on
- * leaves the busy slot to the one that holds it).  The first free slot of
- * those tried is taken; only when all of them are busy does the backend
- * wait, on its starting slot.
- *
- * Every slot is tried before a wait, so an increment takes a slot that its
- * holder's commit has just freed, wherever it is; and a wait means that
- * every slot is held by another transaction, which is when the counter asks
- * to grow (grow.c).
- *
- * A transaction must never wait for a slot of a counter of which it holds a
- * slot already: two transactions that each hold the slot the other waits for
- * would deadlock.  A slot this transaction holds counts as free, so trying
- * every slot finds it.  Hot increments are the only holders of the counter's
- * ShareLock, and take and give back one slot with it, so a ShareLock held
- * already means a slot held already, and such a transaction never waits
- * here.
- */
-int
-ts_lock_counter_slot(uint64 key, int slots, int start, const char *name)
-{
-	LOCKTAG		tag;
-	TsLockTarget target = {.counter = name};
-	int			slot;
-
-	Assert(start >= 0 && start < slots);
-	ts_counter_locktag(&tag, key);
-	(void) ts_lock_wait(&tag, ShareLock, &target);
-
-	for (int i = 0; i < slots; i++)
-	{
-		slot = (start + i) % slots;
-		ts_slot_locktag(&tag, key, slot);
-		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-			return slot;
-	}
-
-	/* every slot is busy, and none of them is ours: ask for more, then wait */
-	ts_counter_request_growth(key, slots, name);
-	ts_slot_locktag(&tag, key, start);
-	(void) ts_lock_wait_queued(&tag, ExclusiveLock, &target);
-	return start;
-}
-
-/*
  * Lock a counter's key only if that needs no wait; says whether it did.
  */
 bool
@@ -252,19 +202,6 @@ ts_unlock_counter(uint64 key, LOCKMODE mode)
 
 	ts_counter_locktag(&tag, key);
 	LockRelease(&tag, mode, false);
-}
-
-/*
- * Give back the locks of one ts_lock_counter_slot call, in the same way.
- */
-void
-ts_unlock_counter_slot(uint64 key, int slot)
-{
-	LOCKTAG		tag;
-
-	ts_slot_locktag(&tag, key, slot);
-	LockRelease(&tag, ExclusiveLock, false);
-	ts_unlock_counter(key, ShareLock);
 }
 
 /* What a LockAcquire call means to a caller that may already hold the lock. */
@@ -538,7 +475,7 @@ ts_wait_counter_slot(uint64 key, int slot, const char *name)
  * Give back one slot's lock.
  */
 void
-ts_unlock_counter_slot_only(uint64 key, int slot)
+ts_unlock_counter_slot(uint64 key, int slot)
 {
 	LOCKTAG		tag;
 
@@ -557,21 +494,4 @@ ts_lock_realm_registry(void)
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, TS_LOCK_KIND_REALM_REGISTRY);
 	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
-}
-
-PG_FUNCTION_INFO_V1(counter_lock_key);
-
-/*
- * counter_lock_key(name) -> bigint: the key of a counter's lock, as
- * (classid << 32 | objid) of its pg_locks row; used by turnstile.locks.
- */
-Datum
-counter_lock_key(PG_FUNCTION_ARGS)
-{
-	int			len;
-	char	   *name;
-
-	ts_require_arg(PG_ARGISNULL(0), "name");
-	name = ts_name_arg(PG_GETARG_DATUM(0), "counter", &len);
-	PG_RETURN_INT64((int64) ts_counter_key(name, len));
 }

@@ -7,14 +7,33 @@
  * it.  Where these steps run is the realm's propagation: "required" runs them
  * right here, inside the caller's transaction, so what they store commits or
  * rolls back with it; "requires_new" has a background worker run the very
- * same steps in a transaction of its own (worker.c).
+ * same steps in a transaction of its own.  The worker's side is here too:
+ * its main, its transaction around the steps, and the pool worker's loop;
+ * how a worker is started, waited for and stopped, and how its answer
+ * travels, is worker.c's (and pool.c's, for the pool).
  *
  *-------------------------------------------------------------------------
  */
 #include "turnstile.h"
 
+#include <signal.h>
+
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+PGDLLEXPORT void ts_refresh_worker_main(Datum main_arg);
+PGDLLEXPORT void ts_pool_worker_main(Datum main_arg);
 
 /*
  * The realm is still the one the refresh started for ($1 is its id, $2 its
@@ -37,51 +56,6 @@ static TsStatement ts_stmt_revalidated = {
 	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
 	2, {INT4OID, INT8OID}
 };
-
-/*
- * A new credential ($3), valid from now; $4 and $5 are added to the login
- * and validation counts.
- */
-static TsStatement ts_stmt_replace = {
-	"UPDATE turnstile.credential"
-	"   SET credential = $3, invalidated = false,"
-	"       issued_at = t.now, validated_at = t.now,"
-	"       logins = logins OPERATOR(pg_catalog.+) $4,"
-	"       validations = validations OPERATOR(pg_catalog.+) $5,"
-	"       failures = 0, last_error = NULL, last_sqlstate = NULL, failed_at = NULL,"
-	"       version = version OPERATOR(pg_catalog.+) 1"
-	"  FROM (SELECT pg_catalog.clock_timestamp() AS now) t"
-	" WHERE realm_id OPERATOR(pg_catalog.=) $1 AND user_id OPERATOR(pg_catalog.=) $2",
-	5, {INT4OID, INT8OID, TEXTOID, INT8OID, INT8OID}
-};
-
-static TsStatement ts_stmt_insert = {
-	"INSERT INTO turnstile.credential"
-	"       (realm_id, user_id, credential, issued_at, validated_at, logins, validations)"
-	" SELECT $1, $2, $3, t.now, t.now, $4, $5"
-	"   FROM (SELECT pg_catalog.clock_timestamp() AS now) t",
-	5, {INT4OID, INT8OID, TEXTOID, INT8OID, INT8OID}
-};
-
-/*
- * Store a credential as valid from now, adding to the login and validation
- * counts.  exists says whether the user's row is there already (the caller
- * read it under the user's lock, so it cannot have changed since).
- */
-void
-ts_credential_store(const TsRealm *realm, int64 user_id, bool exists,
-					const char *credential, int logins, int validations,
-					Snapshot snapshot)
-{
-	Datum		args[5] = {
-		Int32GetDatum(realm->realm_id), Int64GetDatum(user_id),
-		CStringGetTextDatum(credential), Int64GetDatum(logins),
-		Int64GetDatum(validations)
-	};
-
-	ts_store_exec(exists ? &ts_stmt_replace : &ts_stmt_insert, args, NULL,
-				  snapshot, false);
-}
 
 /*
  * Before storing what the realm's functions returned: make sure the realm
@@ -150,4 +124,225 @@ ts_refresh(const TsRealm *realm, int64 user_id, const TsCredential *cached,
 	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here)
 		return ts_refresh_in_worker(realm, user_id);
 	return ts_refresh_steps(realm, user_id, cached, snapshot);
+}
+
+/* The refreshes this backend has under way, innermost first. */
+typedef struct TsRefreshInProgress
+{
+	int			realm_id;
+	int64		user_id;
+	struct TsRefreshInProgress *outer;
+} TsRefreshInProgress;
+
+static TsRefreshInProgress *ts_refreshes_in_progress = NULL;
+
+/*
+ * Refuse to refresh a user whose refresh this backend already has under way:
+ * a login function that asks for the credential it is producing would
+ * otherwise wait for a lock its own caller holds, or recurse without end.
+ */
+void
+ts_credential_check_recursion(const TsRealm *realm, int64 user_id)
+{
+	for (TsRefreshInProgress *r = ts_refreshes_in_progress; r; r = r->outer)
+		if (r->realm_id == realm->realm_id && r->user_id == user_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_RECURSION),
+					 errmsg("infinite recursion detected in the refresh of user " INT64_FORMAT " in realm \"%s\"",
+							user_id, realm->name),
+					 errdetail("The realm's login or validate function used the credential it is refreshing.")));
+}
+
+/*
+ * Refresh a user's credential, refusing a refresh of the same user that is
+ * already under way in this backend (a login that asks for its own user).
+ * here_only: run the steps in this transaction whatever the propagation (the
+ * refresh worker's own call).
+ */
+char *
+ts_credential_refresh(const TsRealm *realm, int64 user_id,
+					  const TsCredential *cached, Snapshot snapshot, bool here_only)
+{
+	TsRefreshInProgress self = {realm->realm_id, user_id, ts_refreshes_in_progress};
+	char	   *credential;
+
+	ts_credential_check_recursion(realm, user_id);
+	check_stack_depth();
+	ts_refreshes_in_progress = &self;
+	PG_TRY();
+	{
+		credential = here_only ? ts_refresh_steps(realm, user_id, cached, snapshot) :
+			ts_refresh(realm, user_id, cached, snapshot);
+	}
+	PG_FINALLY();
+	{
+		ts_refreshes_in_progress = self.outer;
+	}
+	PG_END_TRY();
+
+	return credential;
+}
+
+/*
+ * Steps 4 and 5 for the refresh worker: read the state again in the worker's
+ * transaction and refresh it there.  The caller holds the user's lock.
+ */
+char *
+ts_credential_refresh_here(const char *realm_name, int64 user_id)
+{
+	TsRealm		realm;
+	TsCredential cached;
+	TsStoreSession session;
+	Snapshot	snapshot;
+	char	   *credential;
+
+	ts_store_open(&session);
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
+	credential = cached.fresh ? cached.credential :
+		MemoryContextStrdup(session.caller_context,
+							ts_credential_refresh(&realm, user_id, &cached, snapshot, true));
+	ts_policy_release(snapshot);
+	ts_store_close(&session);
+	return credential;
+}
+
+/*
+ * Refresh one user's credential in a transaction of its own, commit, and
+ * send the credential to the caller; or roll back, record the failure in a
+ * transaction of its own, and send the failure.  Returns either way.
+ */
+static void
+ts_refresh_serve(const TsRefreshRequest *request, MemoryContext worker_context)
+{
+	char	   *volatile credential = NULL;
+	ErrorData  *volatile failure = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	XactIsoLevel = request->xact_isolation;
+	if (request->restricted)
+	{
+		Oid			userid;
+		int			sec_context;
+
+		/* abort restores the context this transaction started with */
+		GetUserIdAndSecContext(&userid, &sec_context);
+		SetUserIdAndSecContext(userid, sec_context | SECURITY_RESTRICTED_OPERATION);
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		char	   *result = ts_credential_refresh_here(request->realm, request->user_id);
+
+		credential = MemoryContextStrdup(worker_context, result);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(worker_context);
+		failure = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	if (failure == NULL)
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(worker_context);
+		ts_worker_send_credential(credential);
+		return;
+	}
+
+	/* roll the refresh back, record the failure for good, then report it */
+	AbortCurrentTransaction();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ts_credential_record_failure(request->realm, request->user_id, failure);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(worker_context);
+	ts_worker_send_failure(failure);
+}
+
+/*
+ * A worker of one refresh: attach to the request (first, so that even a
+ * failure to connect reaches the caller), connect, refresh, exit.
+ */
+void
+ts_refresh_worker_main(Datum main_arg)
+{
+	TsRefreshRequest *request;
+
+	/* a terminate request aborts the transaction at the next interrupt check */
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	(void) ts_worker_attach(DatumGetUInt32(main_arg), &request);
+	ts_worker_connect(request->database);
+	ts_refresh_serve(request, AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
+													 ALLOCSET_DEFAULT_SIZES));
+}
+
+/*
+ * A worker of the refresh pool (pool.c): serve the requests queued for its
+ * database one after another, and leave when there has been none for
+ * turnstile.refresh_worker_idle_time, or when asked to make room.
+ */
+void
+ts_pool_worker_main(Datum main_arg)
+{
+	Oid			database;
+	MemoryContext worker_context;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	if (!ts_pool_worker_attach(DatumGetInt32(main_arg), &database))
+		proc_exit(0);			/* its slot was given to a later start */
+	ts_worker_connect(database);
+	worker_context = AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
+										   ALLOCSET_DEFAULT_SIZES);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (;;)
+	{
+		dsm_handle handle;
+		bool		leave;
+		long		idle_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (ts_pool_worker_take(&handle, &leave, &idle_ms))
+		{
+			TsRefreshRequest *request;
+			dsm_segment *seg;
+
+			/* whatever serving allocates outside transactions goes with it */
+			MemoryContextSwitchTo(worker_context);
+			seg = ts_worker_attach(handle, &request);
+			pgstat_report_activity(STATE_RUNNING,
+								   psprintf("refresh of user " INT64_FORMAT " in realm \"%s\"",
+											request->user_id, request->realm));
+			ts_refresh_serve(request, worker_context);
+			/* detaching ends the redirection of the output to the queue */
+			dsm_detach(seg);
+			ts_pool_worker_done();
+			MemoryContextSwitchTo(TopMemoryContext);
+			MemoryContextReset(worker_context);
+			pgstat_report_stat(false);
+			pgstat_report_activity(STATE_IDLE, NULL);
+			continue;
+		}
+		if (leave)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 idle_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	proc_exit(0);
 }

@@ -7,10 +7,12 @@
  * rows.  What it reads them with is chosen by turnstile.isolation:
  *
  * "read committed" (the default) reads with a snapshot taken *after* the
- * key's lock was granted.  Every other writer of the key holds that lock
- * until it commits, and a transaction's commit is visible to new snapshots
- * before its locks are released, so this snapshot shows the latest committed
- * state of the key plus the calling transaction's own changes.  Because no
+ * key's lock was granted and after every other transaction that wrote the
+ * key's rows has ended (a writer gives the lock back when its call returns,
+ * and its rows hold the key until it ends; the caller waits for it, see
+ * keylock.c).  A transaction's commit is visible to new snapshots before
+ * its waiters wake, so this snapshot shows the latest committed state of
+ * the key plus the calling transaction's own changes.  Because no
  * other transaction can change the rows between that snapshot and our update,
  * the update never meets a concurrently updated row, which is what would make
  * a REPEATABLE READ or SERIALIZABLE caller fail with 40001.
@@ -40,6 +42,9 @@
 #include "access/xact.h"
 #include "utils/snapmgr.h"
 
+/* turnstile.isolation (guc.c) */
+int			turnstile_isolation = TURNSTILE_READ_COMMITTED;
+
 /*
  * Refuse "serializable" outside a SERIALIZABLE transaction, and any call in
  * parallel mode: the functions are PARALLEL UNSAFE, but a wrapper wrongly
@@ -59,6 +64,42 @@ ts_policy_check_level(void)
 				 errmsg("turnstile.isolation \"serializable\" requires a SERIALIZABLE transaction"),
 				 errdetail("The current transaction runs at a lower isolation level."),
 				 errhint("Use BEGIN ISOLATION LEVEL SERIALIZABLE, or set turnstile.isolation to \"read committed\".")));
+}
+
+/*
+ * Raise 40001 for a key that changed after the caller's snapshot was taken,
+ * under "repeatable read" or "serializable".  subject names the key
+ * ("counter \"c\""), verb says what happened to it ("changed"), and
+ * happened says it again for the detail ("counter changed").
+ */
+void
+ts_policy_report_conflict(const char *subject, const char *verb, const char *happened)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("%s was %s by a concurrent transaction", subject, verb),
+			 errdetail("turnstile.isolation is \"%s\" and the %s after this transaction's snapshot was taken.",
+					   turnstile_isolation == TURNSTILE_SERIALIZABLE ?
+					   "serializable" : "repeatable read", happened),
+			 errhint("Retry the transaction.")));
+}
+
+/*
+ * The isolation level a refresh worker's transaction runs at: the one
+ * turnstile.isolation asks of its callers.
+ */
+int
+ts_policy_xact_isolation(void)
+{
+	switch (turnstile_isolation)
+	{
+		case TURNSTILE_SERIALIZABLE:
+			return XACT_SERIALIZABLE;
+		case TURNSTILE_REPEATABLE_READ:
+			return XACT_REPEATABLE_READ;
+		default:
+			return XACT_READ_COMMITTED;
+	}
 }
 
 /*

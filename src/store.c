@@ -33,44 +33,6 @@
 #include "utils/syscache.h"
 
 /*
- * The role the tables belong to: the owner of the turnstile schema, which
- * CREATE EXTENSION created together with them.  Every call needs it, so it is
- * remembered per backend and forgotten when any schema changes (ALTER
- * EXTENSION ... OWNER, DROP and CREATE EXTENSION).
- */
-static Oid	ts_owner_cached = InvalidOid;
-static bool ts_owner_callback_registered = false;
-
-static void
-ts_store_forget_owner(Datum arg, int cacheid, uint32 hashvalue)
-{
-	ts_owner_cached = InvalidOid;
-}
-
-Oid
-ts_store_owner(void)
-{
-	Oid			nspid;
-	HeapTuple	tuple;
-
-	if (OidIsValid(ts_owner_cached))
-		return ts_owner_cached;
-
-	if (!ts_owner_callback_registered)
-	{
-		CacheRegisterSyscacheCallback(NAMESPACEOID, ts_store_forget_owner, (Datum) 0);
-		ts_owner_callback_registered = true;
-	}
-	nspid = get_namespace_oid("turnstile", false);
-	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for schema %u", nspid);
-	ts_owner_cached = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
-	ReleaseSysCache(tuple);
-	return ts_owner_cached;
-}
-
-/*
  * The security context of the caller of the innermost open store session.
  * A realm's function runs with the caller's SECURITY_RESTRICTED_OPERATION
  * bit (see ts_store_run_as), but by then the store session has set that bit
@@ -102,7 +64,7 @@ ts_store_open(TsStoreSession *session)
 
 	/* every call starts here: check the tables' shape (relaccess) first */
 	ts_fastpath_lookup_rels();
-	owner = ts_store_owner();
+	owner = ts_tables_owner();
 	session->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&session->saved_userid, &session->saved_sec_context);
 	session->outer_caller_sec_context = ts_store_caller_sec_context;
@@ -298,54 +260,4 @@ ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt, Snapshot snapsh
 		/* the tuplestore copies the values, so SPI's memory may go after */
 		ts_put_row(fcinfo, values, nulls);
 	}
-}
-
-/*
- * Refuse to change state in a read-only transaction, which includes every
- * transaction on a standby, with a message that says what would change.
- */
-void
-ts_require_writable(const char *what)
-{
-	if (XactReadOnly)
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot change %s in a read-only transaction", what),
-				 RecoveryInProgress() ?
-				 errhint("This server is a standby; make the change on the primary.") : 0));
-}
-
-/*
- * Raise 22004 for a NULL argument, naming it.
- */
-void
-ts_require_arg(bool isnull, const char *argname)
-{
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument \"%s\" must not be null", argname)));
-}
-
-/*
- * Check a name argument (a counter's or a realm's: 1 to
- * TURNSTILE_NAME_MAX_CHARS characters) and return it as a C string, with its
- * length in bytes if len is given.  what names it in the error.
- */
-char *
-ts_name_arg(Datum arg, const char *what, int *len)
-{
-	text	   *name = DatumGetTextPP(arg);
-	int			bytes = VARSIZE_ANY_EXHDR(name);
-	int			chars = pg_mbstrlen_with_len(VARDATA_ANY(name), bytes);
-
-	if (chars < 1 || chars > TURNSTILE_NAME_MAX_CHARS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s name must have 1 to %d characters", what, TURNSTILE_NAME_MAX_CHARS),
-				 errdetail("The name given has %d characters.", chars)));
-
-	if (len)
-		*len = bytes;
-	return text_to_cstring(name);
 }

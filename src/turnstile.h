@@ -6,8 +6,9 @@
  * Vocabulary used throughout the sources:
  *
  *	key		the thing a call serializes on: one counter name, or one
- *			(realm, user id) pair.  Every key has a transaction-scoped
- *			heavyweight lock (see keylock.c).
+ *			(realm, user id) pair.  A call holds the key's heavyweight
+ *			lock while it runs; the rows it wrote hold the key until its
+ *			transaction ends (see keylock.c).
  *	slot	one row of a counter.  A plain counter has one slot; a hot
  *			counter has several, so that concurrent increments update
  *			different rows and do not queue behind one row lock.
@@ -16,6 +17,26 @@
  *			chosen by the turnstile.isolation setting).
  *	store	the extension's tables, reached through prepared SPI plans that
  *			run as the extension's owner (store.c).
+ *
+ * Layers.  A file calls only into files of its own layer or of lower ones,
+ * and no files call each other in a circle; scripts/layers checks both on
+ * the object files, with this table:
+ *
+ *	0	args.c	argument and read-only checks
+ *	0	snapshot.c	the isolation policy's snapshots, its setting, the 40001 report
+ *	0	keylock.c	lock tags and waits, for keys and for the transactions holding them
+ *	0	fastpath.c	the relation cache, direct index and heap access: fresh credential hits, counter slots and their sums, the direct write
+ *	1	store.c	SPI and the role switch to the tables' owner
+ *	1	pool.c	the refresh pool: its shared memory, queue and workers' slots
+ *	1	worker.c	starting a refresh worker, relaying its answer, stopping it
+ *	2	provider.c	calling a realm's login and validate
+ *	2	credential_state.c	reading a user's credential, storing one, recording a failure
+ *	2	grow.c	hot counter growth: the requests and their worker
+ *	3	refresh.c	the refresh steps, propagation, the refresh workers' mains
+ *	4	counter.c	the counter functions
+ *	4	credential.c	credential_get and the other credential functions
+ *	4	realm.c	registering realms and granting them
+ *	5	guc.c	_PG_init and the settings
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +47,7 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "storage/dsm_impl.h"
 #include "storage/lockdefs.h"
 #include "utils/snapshot.h"
@@ -89,11 +111,36 @@ extern int	turnstile_hot_slots_max;
 /* Realm ids go into the per-user lock tag, which leaves them 15 bits. */
 #define TURNSTILE_REALM_ID_MAX		32767
 
+/* args.c */
+extern void ts_require_arg(bool isnull, const char *argname);
+extern void ts_require_writable(const char *what);
+extern char *ts_name_arg(Datum arg, const char *what, int *len);
+
+/* The small ones inline: they sit on every call's path. */
+static inline char *
+ts_realm_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ts_require_arg(PG_ARGISNULL(argno), "realm");
+	return ts_name_arg(PG_GETARG_DATUM(argno), "realm", NULL);
+}
+
+static inline int64
+ts_user_id_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ts_require_arg(PG_ARGISNULL(argno), "user_id");
+	return PG_GETARG_INT64(argno);
+}
+
+static inline int64
+ts_int64_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	ts_require_arg(PG_ARGISNULL(argno), argname);
+	return PG_GETARG_INT64(argno);
+}
+
 /* keylock.c */
 extern uint64 ts_counter_key(const char *name, int len);
 extern void ts_lock_counter(uint64 key, LOCKMODE mode, const char *name);
-extern int	ts_lock_counter_slot(uint64 key, int slots, int start, const char *name);
-extern void ts_unlock_counter_slot(uint64 key, int slot);
 extern bool ts_try_lock_counter(uint64 key, LOCKMODE mode);
 extern void ts_unlock_counter(uint64 key, LOCKMODE mode);
 typedef enum TsLockResult
@@ -115,7 +162,7 @@ extern void ts_counter_slot_wait_writer(uint64 key, int slot, TransactionId xid,
 extern void ts_credential_wait_writer(int realm_id, int64 user_id, TransactionId xid,
 									  const char *realm);
 extern bool ts_try_lock_counter_slot(uint64 key, int slot);
-extern void ts_unlock_counter_slot_only(uint64 key, int slot);
+extern void ts_unlock_counter_slot(uint64 key, int slot);
 extern void ts_wait_counter_slot(uint64 key, int slot, const char *name);
 extern TsLockResult ts_try_lock_counter_growth(uint64 key);
 extern void ts_lock_counter_growth(uint64 key);
@@ -130,6 +177,9 @@ extern Snapshot ts_policy_snapshot(void);
 extern Snapshot ts_latest_snapshot(void);
 extern void ts_policy_release(Snapshot snapshot);
 extern bool ts_policy_uses_latest(void);
+extern void ts_policy_report_conflict(const char *subject, const char *verb,
+									  const char *happened) pg_attribute_noreturn();
+extern int	ts_policy_xact_isolation(void);
 
 /* provider.c */
 extern bool ts_provider_signature_fits(Oid function, bool validate);
@@ -138,14 +188,9 @@ extern char *ts_provider_login(const TsRealm *realm, int64 user_id);
 extern bool ts_provider_validate(const TsRealm *realm, int64 user_id,
 								 const char *credential);
 
-/* refresh.c */
-extern char *ts_refresh(const TsRealm *realm, int64 user_id,
-						const TsCredential *cached, Snapshot snapshot);
-extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
-							  const TsCredential *cached, Snapshot snapshot);
-
 /* fastpath.c */
 extern void ts_fastpath_lookup_rels(void);
+extern Oid	ts_tables_owner(void);
 extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
 extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
 								Snapshot snapshot);
@@ -211,15 +256,22 @@ extern bool ts_pool_worker_take(dsm_handle *handle, bool *leave, long *idle_ms);
 extern void ts_pool_worker_done(void);
 
 /* worker.c */
-extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
 
-/* credential.c, for the worker */
-extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);
-extern void ts_credential_record_failure(const char *realm_name, int64 user_id,
-										 ErrorData *failure);
-extern void ts_credential_store(const TsRealm *realm, int64 user_id,
-								bool exists, const char *credential,
-								int logins, int validations, Snapshot snapshot);
+/* What a caller tells its refresh worker, at the start of the shared segment. */
+typedef struct TsRefreshRequest
+{
+	Oid			database;
+	int			xact_isolation; /* XACT_* level of the worker's transaction */
+	bool		restricted;		/* the caller is in a security-restricted
+								 * operation, and so is the refresh */
+	int64		user_id;
+	char		realm[(TURNSTILE_NAME_MAX_CHARS + 1) * MAX_MULTIBYTE_CHAR_LEN];
+} TsRefreshRequest;
+
+extern char *ts_refresh_in_worker(const TsRealm *realm, int64 user_id);
+extern dsm_segment *ts_worker_attach(dsm_handle handle, TsRefreshRequest **request);
+extern void ts_worker_send_credential(const char *credential);
+extern void ts_worker_send_failure(ErrorData *failure);
 
 /* store.c */
 typedef struct TsStatement
@@ -238,7 +290,6 @@ typedef struct TsStoreSession
 	MemoryContext caller_context;	/* where results that outlive SPI go */
 } TsStoreSession;
 
-extern Oid	ts_store_owner(void);
 extern void ts_store_open(TsStoreSession *session);
 extern void ts_store_close(TsStoreSession *session);
 extern int	ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
@@ -252,9 +303,41 @@ extern void ts_put_row(FunctionCallInfo fcinfo, const Datum *values, const bool 
 extern void ts_store_run_as(Oid role, void (*body) (void *), void *arg);
 extern bool ts_store_caller_restricted(void);
 
-/* argument checks shared by the SQL-callable functions (store.c) */
-extern void ts_require_arg(bool isnull, const char *argname);
-extern void ts_require_writable(const char *what);
-extern char *ts_name_arg(Datum arg, const char *what, int *len);
+/* credential_state.c */
+extern void ts_credential_read(TsStoreSession *session, const char *realm_name,
+							   int64 user_id, Snapshot snapshot, TsRealm *realm,
+							   TsCredential *cached);
+extern Snapshot ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
+										  int64 user_id, TsRealm *realm,
+										  TsCredential *cached);
+extern void ts_credential_check_unchanged(TsStoreSession *session, const char *realm_name,
+										  int64 user_id, TsCredential *cached);
+extern Snapshot ts_credential_lock_exclusive(TsStoreSession *session,
+											 const char *realm_name, int64 user_id,
+											 TsRealm *realm, TsCredential *cached,
+											 TsLockResult *lock);
+extern void ts_credential_unlock_written(const TsRealm *realm, int64 user_id,
+										 TsLockResult lock);
+extern void ts_credential_raise_recorded_failure(const TsRealm *realm, int64 user_id,
+												 const TsCredential *cached);
+extern void ts_credential_require_writable(int64 user_id, const char *realm_name);
+extern void ts_credential_record_failure(const char *realm_name, int64 user_id,
+										 ErrorData *failure);
+extern void ts_credential_store(const TsRealm *realm, int64 user_id,
+								bool exists, const char *credential,
+								int logins, int validations, Snapshot snapshot);
+
+/* refresh.c */
+extern char *ts_refresh(const TsRealm *realm, int64 user_id,
+						const TsCredential *cached, Snapshot snapshot);
+extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
+							  const TsCredential *cached, Snapshot snapshot);
+extern void ts_credential_check_recursion(const TsRealm *realm, int64 user_id);
+extern char *ts_credential_refresh(const TsRealm *realm, int64 user_id,
+								   const TsCredential *cached, Snapshot snapshot,
+								   bool here_only);
+extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);
+
+
 
 #endif							/* TURNSTILE_H */

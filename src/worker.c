@@ -67,9 +67,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-PGDLLEXPORT void ts_refresh_worker_main(Datum main_arg);
-PGDLLEXPORT void ts_pool_worker_main(Datum main_arg);
-
 /* Room for the worker's messages; longer ones are streamed through it. */
 #define TS_WORKER_QUEUE_SIZE	16384
 
@@ -80,17 +77,6 @@ PGDLLEXPORT void ts_pool_worker_main(Datum main_arg);
 
 /* How often a caller stopping its worker says it is still waiting. */
 #define TS_WORKER_STOP_WARN_MS	10000
-
-/* What the caller tells the worker, at the start of the shared segment. */
-typedef struct TsRefreshRequest
-{
-	Oid			database;
-	int			xact_isolation; /* XACT_* level of the worker's transaction */
-	bool		restricted;		/* the caller is in a security-restricted
-								 * operation, and so is the refresh */
-	int64		user_id;
-	char		realm[(TURNSTILE_NAME_MAX_CHARS + 1) * MAX_MULTIBYTE_CHAR_LEN];
-} TsRefreshRequest;
 
 #define TS_WORKER_QUEUE_OFFSET	MAXALIGN(sizeof(TsRefreshRequest))
 
@@ -395,10 +381,7 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	seg = dsm_create(TS_WORKER_QUEUE_OFFSET + TS_WORKER_QUEUE_SIZE, 0);
 	request = dsm_segment_address(seg);
 	request->database = MyDatabaseId;
-	request->xact_isolation =
-		turnstile_isolation == TURNSTILE_SERIALIZABLE ? XACT_SERIALIZABLE :
-		turnstile_isolation == TURNSTILE_REPEATABLE_READ ? XACT_REPEATABLE_READ :
-		XACT_READ_COMMITTED;
+	request->xact_isolation = ts_policy_xact_isolation();
 	request->restricted = ts_store_caller_restricted();
 	request->user_id = user_id;
 	strlcpy(request->realm, realm->name, sizeof(request->realm));
@@ -442,7 +425,7 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 /*
  * Attach to a caller's request and send this process's output to its queue.
  */
-static dsm_segment *
+dsm_segment *
 ts_worker_attach(dsm_handle handle, TsRefreshRequest **request)
 {
 	dsm_segment *seg = dsm_attach(handle);
@@ -464,9 +447,22 @@ ts_worker_attach(dsm_handle handle, TsRefreshRequest **request)
 }
 
 /*
+ * Send the refreshed credential to the caller, through the redirected output.
+ */
+void
+ts_worker_send_credential(const char *credential)
+{
+	StringInfoData msg;
+
+	pq_beginmessage(&msg, TS_MSG_CREDENTIAL);
+	pq_sendstring(&msg, credential);
+	pq_endmessage(&msg);
+}
+
+/*
  * Send a failure to the caller, through the redirected output, and go on.
  */
-static void
+void
 ts_worker_send_failure(ErrorData *failure)
 {
 	PG_TRY();
@@ -479,148 +475,4 @@ ts_worker_send_failure(ErrorData *failure)
 		FlushErrorState();
 	}
 	PG_END_TRY();
-}
-
-/*
- * Refresh one user's credential in a transaction of its own, commit, and
- * send the credential to the caller; or roll back, record the failure in a
- * transaction of its own, and send the failure.  Returns either way.
- */
-static void
-ts_worker_refresh(const TsRefreshRequest *request, MemoryContext worker_context)
-{
-	char	   *volatile credential = NULL;
-	ErrorData  *volatile failure = NULL;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	XactIsoLevel = request->xact_isolation;
-	if (request->restricted)
-	{
-		Oid			userid;
-		int			sec_context;
-
-		/* abort restores the context this transaction started with */
-		GetUserIdAndSecContext(&userid, &sec_context);
-		SetUserIdAndSecContext(userid, sec_context | SECURITY_RESTRICTED_OPERATION);
-	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	PG_TRY();
-	{
-		char	   *result = ts_credential_refresh_here(request->realm, request->user_id);
-
-		credential = MemoryContextStrdup(worker_context, result);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(worker_context);
-		failure = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
-
-	if (failure == NULL)
-	{
-		StringInfoData msg;
-
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(worker_context);
-		pq_beginmessage(&msg, TS_MSG_CREDENTIAL);
-		pq_sendstring(&msg, credential);
-		pq_endmessage(&msg);
-		return;
-	}
-
-	/* roll the refresh back, record the failure for good, then report it */
-	AbortCurrentTransaction();
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	ts_credential_record_failure(request->realm, request->user_id, failure);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(worker_context);
-	ts_worker_send_failure(failure);
-}
-
-/*
- * A worker of one refresh: attach to the request (first, so that even a
- * failure to connect reaches the caller), connect, refresh, exit.
- */
-void
-ts_refresh_worker_main(Datum main_arg)
-{
-	TsRefreshRequest *request;
-
-	/* a terminate request aborts the transaction at the next interrupt check */
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	(void) ts_worker_attach(DatumGetUInt32(main_arg), &request);
-	ts_worker_connect(request->database);
-	ts_worker_refresh(request, AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
-													 ALLOCSET_DEFAULT_SIZES));
-}
-
-/*
- * A worker of the refresh pool (pool.c): serve the requests queued for its
- * database one after another, and leave when there has been none for
- * turnstile.refresh_worker_idle_time, or when asked to make room.
- */
-void
-ts_pool_worker_main(Datum main_arg)
-{
-	Oid			database;
-	MemoryContext worker_context;
-
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	if (!ts_pool_worker_attach(DatumGetInt32(main_arg), &database))
-		proc_exit(0);			/* its slot was given to a later start */
-	ts_worker_connect(database);
-	worker_context = AllocSetContextCreate(TopMemoryContext, "pg_turnstile refresh",
-										   ALLOCSET_DEFAULT_SIZES);
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	for (;;)
-	{
-		dsm_handle handle;
-		bool		leave;
-		long		idle_ms;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		if (ts_pool_worker_take(&handle, &leave, &idle_ms))
-		{
-			TsRefreshRequest *request;
-			dsm_segment *seg;
-
-			/* whatever serving allocates outside transactions goes with it */
-			MemoryContextSwitchTo(worker_context);
-			seg = ts_worker_attach(handle, &request);
-			pgstat_report_activity(STATE_RUNNING,
-								   psprintf("refresh of user " INT64_FORMAT " in realm \"%s\"",
-											request->user_id, request->realm));
-			ts_worker_refresh(request, worker_context);
-			/* detaching ends the redirection of the output to the queue */
-			dsm_detach(seg);
-			ts_pool_worker_done();
-			MemoryContextSwitchTo(TopMemoryContext);
-			MemoryContextReset(worker_context);
-			pgstat_report_stat(false);
-			pgstat_report_activity(STATE_IDLE, NULL);
-			continue;
-		}
-		if (leave)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 idle_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-	proc_exit(0);
 }
