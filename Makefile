@@ -40,7 +40,7 @@ REGRESS = \
 	upgrade
 # UTF8 whatever the server's default: hostile_objects stores bytes that are
 # invalid only in a multibyte encoding.
-REGRESS_OPTS = --inputdir=. --outputdir=. --encoding=UTF8
+REGRESS_OPTS = --inputdir=. --outputdir=. --encoding=UTF8 --load-extension=pg_turnstile
 
 ISOLATION = \
 	counter_create_race \

@@ -2,10 +2,9 @@
 -- counter_api: the whole counter API in one session, on plain counters.
 --
 -- Timestamps never appear in the output: they are kept in psql variables
--- with \gset and compared.  Errors belong to counter_errors.
+-- with \gset and compared.  Errors belong to counter_errors.  pg_regress
+-- creates the extension (--load-extension), so every file runs on its own.
 --
-CREATE EXTENSION pg_turnstile;
-
 -- The counter functions, with the attributes that matter to callers: every
 -- one is volatile and parallel unsafe (they take turnstile locks), except
 -- the pure key function, and none is STRICT (NULLs raise, see
