@@ -28,7 +28,7 @@
  *   the increment adds to its own slot's new value to return the total.
  *   Through SPI, an UPDATE's executor start-up and its snapshot and portal
  *   bookkeeping cost more than the change itself (measured with perf; see
- *   the README's Performance section).  The write goes through
+ *   bench/README.md).  The write goes through
  *   CatalogTupleUpdate: despite its name it is the heap update plus index
  *   maintenance for a table whose indexes are plain columns, and, unlike
  *   heap_update, it is called the same way on every supported PostgreSQL
