@@ -54,14 +54,7 @@ $node->start;
 # outside.
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pg_turnstile;
-	CREATE TABLE ledger (
-		phase	integer NOT NULL,
-		client	integer NOT NULL,
-		n		integer NOT NULL,
-		hot		bigint	NOT NULL,
-		PRIMARY KEY (phase, client, n));
-	SELECT turnstile.counter_create('plain');
-	SELECT turnstile.counter_create('hot', 0, 16);
+} . ledger_sql() . q{
 
 	CREATE SEQUENCE svc_logins;
 	CREATE FUNCTION svc_login(uid bigint) RETURNS text LANGUAGE sql
@@ -99,23 +92,10 @@ is($node->safe_psql('postgres', q{
 	'fresh,fresh,fresh,fresh,invalidated,fresh,fresh,fresh,fresh,fresh,invalidated,fresh',
 	'the credentials to keep are in place');
 
-# The load: increment both counters, the hot one by client_id + 1 so that a
-# lost or doubled increment of any client shows in its sum; every fifth
+# The load: the ledger's (TurnstileTest.pm), each phase a batch; every fifth
 # transaction of a client rolls back.
 my $script = $node->basedir . '/005_increments.sql';
-append_to_file($script, q{
-\set n :n + 1
-\set hot :client_id + 1
-BEGIN;
-SELECT turnstile.counter_incr('plain', 1);
-SELECT turnstile.counter_incr('hot', :hot);
-INSERT INTO ledger VALUES (:phase, :client_id, :n, :hot);
-\if :n % 5 = 0
-ROLLBACK;
-\else
-COMMIT;
-\endif
-});
+write_ledger_script($script, 5);
 
 sub commits { return $_[0] % 5 != 0; }
 
@@ -133,7 +113,7 @@ sub start_load
 		[
 			'pgbench', '--no-vacuum', "--client=$clients", '--jobs=2',
 			"--time=$seconds", '--log', "--log-prefix=$load{prefix}",
-			'--define', "phase=$phase", '--define', 'n=0',
+			'--define', "batch=$phase", '--define', 'n=0',
 			'--file', $script,
 			'--host', $node->host, '--port', $node->port, 'postgres'
 		],
@@ -185,7 +165,7 @@ sub check_counters
 		  if $open{$pc} && commits($k + 1);
 	}
 	my ($ledger_plain, $plain, $hot, $version) = check_ledger($node, $what, \%acked, \%maybe,
-		q{SELECT phase || ':' || client || ':' || n, hot FROM ledger});
+		q{SELECT batch || ':' || client || ':' || n, hot FROM ledger});
 	is($version, $ledger_plain + 1,
 		"$what: plain counter version counts the committed changes");
 	return ($plain, $hot);
@@ -234,7 +214,7 @@ sub check_recovered
 
 # 1. immediate shutdown in the middle of the load
 my $load = start_load(1, 120);
-$node->poll_query_until('postgres', 'SELECT count(*) >= 2000 FROM ledger WHERE phase = 1')
+$node->poll_query_until('postgres', 'SELECT count(*) >= 2000 FROM ledger WHERE batch = 1')
   or die 'the load did not get going';
 $node->stop('immediate');
 $load->{run}->finish;
@@ -249,7 +229,7 @@ check_credentials('immediate shutdown');
 # 2. kill -9 of a backend that holds a counter's lock, so is inside a
 # transaction that has incremented it or is about to
 $load = start_load(2, 120);
-$node->poll_query_until('postgres', 'SELECT count(*) >= 2000 FROM ledger WHERE phase = 2')
+$node->poll_query_until('postgres', 'SELECT count(*) >= 2000 FROM ledger WHERE batch = 2')
   or die 'the load did not get going';
 my ($victim, $holds) = ('', '');
 for (my $try = 0; $victim eq '' && $try < 100; $try++)
@@ -283,7 +263,7 @@ check_credentials('kill -9');
 # the counters must have grown by exactly the acknowledged increments.
 $node->pgbench(
 	"--no-vacuum --client=$clients --jobs=2 --transactions=100 --log "
-	  . '--log-prefix=' . $node->basedir . '/005_phase3 --define=phase=3 --define=n=0',
+	  . '--log-prefix=' . $node->basedir . '/005_phase3 --define=batch=3 --define=n=0',
 	0,
 	[qr{processed: @{[$clients * 100]}/@{[$clients * 100]}}],
 	[qr{^$}],

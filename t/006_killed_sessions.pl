@@ -84,14 +84,7 @@ $node->start;
 # other error aborts the pgbench client, and fails the test below.
 $node->safe_psql('postgres', qq{
 	CREATE EXTENSION pg_turnstile;
-	CREATE TABLE ledger (
-		round	integer NOT NULL,
-		client	integer NOT NULL,
-		n		integer NOT NULL,
-		hot		bigint	NOT NULL,
-		PRIMARY KEY (round, client, n));
-	SELECT turnstile.counter_create('plain');
-	SELECT turnstile.counter_create('hot', 0, 16);
+} . ledger_sql() . qq{
 
 	CREATE TABLE svc_token (
 		realm	text	NOT NULL,
@@ -146,16 +139,9 @@ $node->safe_psql('postgres', qq{
 	END \$\$;
 });
 
+# the ledger's load (TurnstileTest.pm), each round a batch
 my $counter_script = $node->basedir . '/006_counters.sql';
-append_to_file($counter_script, q{
-\set n :n + 1
-\set hot :client_id + 1
-BEGIN;
-SELECT turnstile.counter_incr('plain', 1);
-SELECT turnstile.counter_incr('hot', :hot);
-INSERT INTO ledger VALUES (:round, :client_id, :n, :hot);
-COMMIT;
-});
+write_ledger_script($counter_script);
 
 # One call in four invalidates a user's credential, so that the others
 # keep finding it stale and queue behind a login.
@@ -206,7 +192,7 @@ foreach my $round (1 .. $rounds)
 {
 	my $prefix = $node->basedir . "/006_round$round";
 	my $counters = start_load('counters', $counter_clients, $counter_script,
-		'--log', "--log-prefix=$prefix", '--define', "round=$round",
+		'--log', "--log-prefix=$prefix", '--define', "batch=$round",
 		'--define', 'n=0');
 	my $stampede = start_load('stampede', $stampede_clients, $stampede_script);
 	$node->poll_query_until('postgres', qq{
@@ -280,7 +266,7 @@ foreach my $rc (keys %ended)
 	$maybe{"$round:$client:" . ($ended{$rc} + 1)} = $client + 1;
 }
 check_ledger($node, 'killed sessions', \%acked, \%maybe,
-	q{SELECT round || ':' || client || ':' || n, hot FROM ledger});
+	q{SELECT batch || ':' || client || ':' || n, hot FROM ledger});
 
 # Credentials.  Per realm and user: status (missing when nothing was ever
 # stored), the logins the cache counted, and the service's count and last

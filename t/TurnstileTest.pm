@@ -13,7 +13,8 @@ use Exporter 'import';
 use Test::More;
 use PostgreSQL::Test::Utils ();
 
-our @EXPORT = qw(login_service_sql check_ledger count_pgbench_log);
+our @EXPORT = qw(login_service_sql ledger_sql write_ledger_script check_ledger
+  count_pgbench_log);
 
 # SQL that creates a login service taking $seconds per login.  svc_login(uid)
 # issues tok-UID-1, tok-UID-2, ... and logs every token it issued in
@@ -42,6 +43,47 @@ sub login_service_sql
 		SELECT EXISTS (SELECT FROM svc_token WHERE user_id = uid AND token = credential)
 	\$\$;
 };
+}
+
+# SQL that creates the ledger and the two counters that check_ledger checks:
+# 'plain', and 'hot' with 16 slots.  A ledger row is (batch, client, n,
+# hot delta): transaction n of a client in one batch of load (a phase, a
+# round).
+sub ledger_sql
+{
+	return q{
+	CREATE TABLE ledger (
+		batch	integer NOT NULL,
+		client	integer NOT NULL,
+		n		integer NOT NULL,
+		hot		bigint	NOT NULL,
+		PRIMARY KEY (batch, client, n));
+	SELECT turnstile.counter_create('plain');
+	SELECT turnstile.counter_create('hot', 0, 16);
+};
+}
+
+# Write to $file the pgbench script of the ledger's load: each transaction
+# adds 1 to 'plain' and client_id + 1 to 'hot' (so that a lost or doubled
+# increment of any client shows in the sum), and writes its ledger row, all
+# committed or none.  pgbench numbers a client's transactions in n, and is
+# given the batch with --define batch=N (and n=0).  With $rollback_every,
+# every such transaction of a client rolls back instead.
+sub write_ledger_script
+{
+	my ($file, $rollback_every) = @_;
+	my $end = $rollback_every
+	  ? "\\if :n % $rollback_every = 0\nROLLBACK;\n\\else\nCOMMIT;\n\\endif\n"
+	  : "COMMIT;\n";
+	PostgreSQL::Test::Utils::append_to_file($file, q{
+\set n :n + 1
+\set hot :client_id + 1
+BEGIN;
+SELECT turnstile.counter_incr('plain', 1);
+SELECT turnstile.counter_incr('hot', :hot);
+INSERT INTO ledger VALUES (:batch, :client_id, :n, :hot);
+} . $end);
+	return;
 }
 
 # Check a ledger of committed transactions, each of which added 1 to the
