@@ -280,6 +280,37 @@ credential_get(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The opening of a call that writes a user's row: a first read checks the
+ * realm and the caller's access to it; a write from inside the user's own
+ * refresh is refused; then the user's exclusive lock, and a read under it.
+ * Returns the snapshot to write with; ts_credential_end_write closes.
+ */
+static Snapshot
+ts_credential_begin_write(TsStoreSession *session, const char *realm_name,
+						  int64 user_id, TsRealm *realm, TsCredential *cached,
+						  TsLockResult *lock)
+{
+	Snapshot	snapshot;
+
+	ts_credential_require_writable(user_id, realm_name);
+	ts_store_open(session);
+	snapshot = ts_policy_snapshot();
+	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
+	ts_policy_release(snapshot);
+	ts_credential_check_recursion(realm, user_id);
+	return ts_credential_lock_exclusive(session, realm_name, user_id, realm, cached, lock);
+}
+
+static void
+ts_credential_end_write(TsStoreSession *session, const TsRealm *realm, int64 user_id,
+						Snapshot snapshot, TsLockResult lock)
+{
+	ts_policy_release(snapshot);
+	ts_credential_unlock_written(realm, user_id, lock);
+	ts_store_close(session);
+}
+
+/*
  * credential_set(user_id, credential, realm = 'default') -> void
  */
 Datum
@@ -301,20 +332,11 @@ credential_set(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("credential must not be empty")));
 	realm_name = ts_realm_arg(fcinfo, 2);
-	ts_credential_require_writable(user_id, realm_name);
 
-	ts_store_open(&session);
-	snapshot = ts_policy_snapshot();
-	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
-	ts_policy_release(snapshot);
-
-	ts_credential_check_recursion(&realm, user_id);
-	snapshot = ts_credential_lock_exclusive(&session, realm_name, user_id, &realm,
-											&cached, &lock);
+	snapshot = ts_credential_begin_write(&session, realm_name, user_id, &realm,
+										 &cached, &lock);
 	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
-	ts_policy_release(snapshot);
-	ts_credential_unlock_written(&realm, user_id, lock);
-	ts_store_close(&session);
+	ts_credential_end_write(&session, &realm, user_id, snapshot, lock);
 
 	PG_RETURN_VOID();
 }
@@ -341,22 +363,13 @@ credential_invalidate(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', PG_ARGISNULL(2) ? 'n' : ' '};
 	int			rows;
 
-	ts_credential_require_writable(user_id, realm_name);
-	ts_store_open(&session);
-	snapshot = ts_policy_snapshot();
-	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
-	ts_policy_release(snapshot);
-
-	ts_credential_check_recursion(&realm, user_id);
-	snapshot = ts_credential_lock_exclusive(&session, realm_name, user_id, &realm,
-											&cached, &lock);
+	snapshot = ts_credential_begin_write(&session, realm_name, user_id, &realm,
+										 &cached, &lock);
 	args[0] = Int32GetDatum(realm.realm_id);
 	args[1] = Int64GetDatum(user_id);
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	rows = ts_store_exec(&ts_stmt_invalidate, args, nulls, snapshot, false);
-	ts_policy_release(snapshot);
-	ts_credential_unlock_written(&realm, user_id, lock);
-	ts_store_close(&session);
+	ts_credential_end_write(&session, &realm, user_id, snapshot, lock);
 
 	PG_RETURN_BOOL(rows > 0);
 }

@@ -124,6 +124,28 @@ ts_lock_target_describe(const TsLockTarget *target)
  * cleanly; we only replace the generic message with one that says which counter it was
  * and raise it at once, so the transaction's abort does the usual clean-up.
  */
+/*
+ * In a PG_CATCH block around a lock wait: a lock_timeout becomes an error
+ * that names the key; any other error goes on as it was.
+ */
+static void
+ts_rethrow_naming(MemoryContext caller_context, const TsLockTarget *target)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(caller_context);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		PG_RE_THROW();
+	FlushErrorState();
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("could not lock %s within lock_timeout",
+					ts_lock_target_describe(target)),
+			 errdetail("Another transaction holds its turnstile lock."),
+			 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
+}
+
 static LockAcquireResult
 ts_lock_wait_queued(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *target)
 {
@@ -136,19 +158,7 @@ ts_lock_wait_queued(const LOCKTAG *tag, LOCKMODE mode, const TsLockTarget *targe
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			PG_RE_THROW();
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not lock %s within lock_timeout",
-						ts_lock_target_describe(target)),
-				 errdetail("Another transaction holds its turnstile lock."),
-				 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
+		ts_rethrow_naming(caller_context, target);
 	}
 	PG_END_TRY();
 
@@ -394,19 +404,7 @@ ts_wait_for_writer(const LOCKTAG *tag, TransactionId xid, const TsLockTarget *ta
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_context);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			PG_RE_THROW();
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not lock %s within lock_timeout",
-						ts_lock_target_describe(target)),
-				 errdetail("Another transaction holds its turnstile lock."),
-				 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
+		ts_rethrow_naming(caller_context, target);
 	}
 	PG_END_TRY();
 	LockRelease(tag, AccessShareLock, false);
