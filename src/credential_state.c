@@ -47,6 +47,31 @@ static TsStatement ts_stmt_lookup = {
 	2, {TEXTOID, INT8OID}
 };
 
+/* ts_stmt_lookup's columns, in its order (SPI numbers them from 1). */
+enum
+{
+	LOOKUP_REALM_ID = 1,
+	LOOKUP_LOGIN,
+	LOOKUP_VALIDATE,
+	LOOKUP_REGISTERED_BY,
+	LOOKUP_PROPAGATION,
+	LOOKUP_EXISTS,
+	LOOKUP_CREDENTIAL,
+	LOOKUP_INVALIDATED,
+	LOOKUP_FRESH,
+	LOOKUP_USABLE,
+	LOOKUP_VERSION,
+	LOOKUP_XMIN,
+	LOOKUP_BLOCKED,
+	LOOKUP_LAST_ERROR,
+	LOOKUP_LAST_SQLSTATE,
+	LOOKUP_BLOCKED_UNTIL,
+	LOOKUP_SEARCH_PATH,
+	LOOKUP_LOGIN_SIGNATURE,
+	LOOKUP_VALIDATE_SIGNATURE,
+	LOOKUP_XMAX
+};
+
 static TsStatement ts_stmt_record_failure = {
 	"INSERT INTO turnstile.credential AS c"
 	"       (realm_id, user_id, failures, last_error, last_sqlstate, failed_at)"
@@ -80,38 +105,38 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 				 errmsg("realm \"%s\" does not exist", realm_name),
 				 errhint("Register it with turnstile.realm_set.")));
 
-	realm->realm_id = DatumGetInt32(ts_store_value(0, 1, &isnull));
+	realm->realm_id = DatumGetInt32(ts_store_value(0, LOOKUP_REALM_ID, &isnull));
 	realm->name = MemoryContextStrdup(session->caller_context, realm_name);
-	realm->login = DatumGetObjectId(ts_store_value(0, 2, &isnull));
+	realm->login = DatumGetObjectId(ts_store_value(0, LOOKUP_LOGIN, &isnull));
 	if (isnull)
 		realm->login = InvalidOid;
-	realm->validate = DatumGetObjectId(ts_store_value(0, 3, &isnull));
+	realm->validate = DatumGetObjectId(ts_store_value(0, LOOKUP_VALIDATE, &isnull));
 	if (isnull)
 		realm->validate = InvalidOid;
-	realm->registered_by = DatumGetObjectId(ts_store_value(0, 4, &isnull));
-	propagation = ts_store_text(session, 0, 5);
+	realm->registered_by = DatumGetObjectId(ts_store_value(0, LOOKUP_REGISTERED_BY, &isnull));
+	propagation = ts_store_text(session, 0, LOOKUP_PROPAGATION);
 	realm->propagation = strcmp(propagation, "required") == 0 ?
 		TURNSTILE_REQUIRED : TURNSTILE_REQUIRES_NEW;
 
-	cached->exists = DatumGetBool(ts_store_value(0, 6, &isnull));
-	cached->credential = ts_store_text(session, 0, 7);
-	cached->invalidated = DatumGetBool(ts_store_value(0, 8, &isnull)) && !isnull;
-	cached->fresh = DatumGetBool(ts_store_value(0, 9, &isnull)) && !isnull;
-	cached->usable = DatumGetBool(ts_store_value(0, 10, &isnull)) && !isnull;
-	cached->version = DatumGetInt64(ts_store_value(0, 11, &isnull));
+	cached->exists = DatumGetBool(ts_store_value(0, LOOKUP_EXISTS, &isnull));
+	cached->credential = ts_store_text(session, 0, LOOKUP_CREDENTIAL);
+	cached->invalidated = DatumGetBool(ts_store_value(0, LOOKUP_INVALIDATED, &isnull)) && !isnull;
+	cached->fresh = DatumGetBool(ts_store_value(0, LOOKUP_FRESH, &isnull)) && !isnull;
+	cached->usable = DatumGetBool(ts_store_value(0, LOOKUP_USABLE, &isnull)) && !isnull;
+	cached->version = DatumGetInt64(ts_store_value(0, LOOKUP_VERSION, &isnull));
 	if (isnull)
 		cached->version = 0;
 	cached->changed_here = cached->exists &&
-		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(ts_store_value(0, 12, &isnull)));
-	cached->blocked = DatumGetBool(ts_store_value(0, 13, &isnull)) && !isnull;
-	cached->last_error = ts_store_text(session, 0, 14);
-	cached->last_sqlstate = ts_store_text(session, 0, 15);
-	cached->blocked_until = ts_store_text(session, 0, 16);
-	realm->search_path = ts_store_text(session, 0, 17);
-	realm->login_signature = ts_store_text(session, 0, 18);
-	realm->validate_signature = ts_store_text(session, 0, 19);
+		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(ts_store_value(0, LOOKUP_XMIN, &isnull)));
+	cached->blocked = DatumGetBool(ts_store_value(0, LOOKUP_BLOCKED, &isnull)) && !isnull;
+	cached->last_error = ts_store_text(session, 0, LOOKUP_LAST_ERROR);
+	cached->last_sqlstate = ts_store_text(session, 0, LOOKUP_LAST_SQLSTATE);
+	cached->blocked_until = ts_store_text(session, 0, LOOKUP_BLOCKED_UNTIL);
+	realm->search_path = ts_store_text(session, 0, LOOKUP_SEARCH_PATH);
+	realm->login_signature = ts_store_text(session, 0, LOOKUP_LOGIN_SIGNATURE);
+	realm->validate_signature = ts_store_text(session, 0, LOOKUP_VALIDATE_SIGNATURE);
 	cached->writer = cached->exists ?
-		ts_xact_writing(DatumGetTransactionId(ts_store_value(0, 20, &isnull)), snapshot) :
+		ts_xact_writing(DatumGetTransactionId(ts_store_value(0, LOOKUP_XMAX, &isnull)), snapshot) :
 		InvalidTransactionId;
 
 	/* only a credential that exists and was not invalidated can be used */

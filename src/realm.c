@@ -27,6 +27,12 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+/*
+ * The longest ttl and retry_after: beyond this, timestamps plus these
+ * intervals could leave their range.
+ */
+#define TS_REALM_LONGEST_YEARS	100
+
 PG_FUNCTION_INFO_V1(realm_set);
 PG_FUNCTION_INFO_V1(realm_drop);
 PG_FUNCTION_INFO_V1(realm_grant);
@@ -160,17 +166,16 @@ realm_set(PG_FUNCTION_ARGS)
 	Interval   *refresh_ahead = ts_interval_arg(fcinfo, 4, "refresh_ahead");
 	Interval   *retry_after = ts_interval_arg(fcinfo, 5, "retry_after");
 	Interval   *zero = palloc0(sizeof(Interval));
-	Interval   *longest = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-																 CStringGetDatum("100 years"),
-																 ObjectIdGetDatum(InvalidOid),
-																 Int32GetDatum(-1)));
+	Interval   *longest = palloc0(sizeof(Interval));
 	char	   *propagation;
-	Datum		args[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[TS_STATEMENT_MAX_ARGS];
+	char		nulls[TS_STATEMENT_MAX_ARGS];
 	TsStoreSession session;
 	Snapshot	snapshot;
 	bool		isnull;
 
+	longest->month = TS_REALM_LONGEST_YEARS * MONTHS_PER_YEAR;
+	memset(nulls, ' ', sizeof(nulls));
 	ts_require_arg(PG_ARGISNULL(1), "login");
 	login = PG_GETARG_OID(1);
 	ts_require_arg(PG_ARGISNULL(6), "propagation");
@@ -184,8 +189,8 @@ realm_set(PG_FUNCTION_ARGS)
 	if (!ts_interval_lt(ttl, longest) || !ts_interval_lt(retry_after, longest))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl and retry_after of realm \"%s\" must be less than 100 years",
-						realm_name)));
+				 errmsg("ttl and retry_after of realm \"%s\" must be less than %d years",
+						realm_name, TS_REALM_LONGEST_YEARS)));
 	if (ts_interval_lt(refresh_ahead, zero) || !ts_interval_lt(refresh_ahead, ttl))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -274,11 +274,13 @@ extern void ts_worker_send_credential(const char *credential);
 extern void ts_worker_send_failure(ErrorData *failure);
 
 /* store.c */
+#define TS_STATEMENT_MAX_ARGS	10	/* realm_insert's, the most */
+
 typedef struct TsStatement
 {
 	const char *sql;			/* fully schema- and operator-qualified */
 	int			nargs;
-	Oid			argtypes[10];
+	Oid			argtypes[TS_STATEMENT_MAX_ARGS];
 	SPIPlanPtr	plan;			/* prepared on first use, then kept */
 } TsStatement;
 
