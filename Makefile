@@ -36,6 +36,7 @@ REGRESS = \
 	credential_errors \
 	credential_security \
 	credential_propagation \
+	credential_backoff \
 	hostile_objects \
 	upgrade
 # UTF8 whatever the server's default: hostile_objects stores bytes that are

@@ -1,11 +1,11 @@
 --
--- propagation: where the refresh runs, and the failure backoff.
+-- propagation: where the refresh runs.
 --
 -- 'requires_new' (the default) refreshes in a background worker's own
--- transaction: what it stores survives the caller's rollback, and a failure
--- is recorded and holds off new attempts for retry_after.  'required'
+-- transaction: what it stores survives the caller's rollback.  'required'
 -- refreshes inside the caller's transaction.  Login attempts are counted with
--- a sequence, which no rollback takes back.
+-- a sequence, which no rollback takes back.  What a failed refresh leaves
+-- behind is credential_backoff's.
 --
 \set SHOW_CONTEXT never
 
@@ -94,67 +94,10 @@ SELECT turnstile.credential_get(2, 'new');
 ROLLBACK;
 SELECT count(*) FROM turnstile.credential_status WHERE realm = 'new' AND user_id = 2;
 
--- a failing login: the error keeps its SQLSTATE, and the failure is recorded
--- even though the caller's transaction rolls back
-UPDATE prop.outage SET down = true;
-SELECT turnstile.credential_invalidate(1, 'new');
-SELECT prop.attempts() AS attempts_before \gset
-BEGIN;
-SELECT turnstile.credential_get(1, 'new');
-\echo :LAST_ERROR_SQLSTATE
-ROLLBACK;
-SELECT status, failures, last_error, blocked_until > now() AS blocked
-  FROM turnstile.credential_status WHERE realm = 'new' AND user_id = 1;
-SELECT prop.attempts() - :attempts_before AS login_attempts;
-
--- within retry_after: the recorded failure at once, same SQLSTATE, no login
-SELECT prop.try_get(1, 'new');
-SELECT prop.try_get(1, 'new');
-SELECT prop.attempts() - :attempts_before AS login_attempts;
-
--- a missing credential fails the same way, and is recorded as 'failed'
-SELECT prop.try_get(3, 'new');
-SELECT prop.try_get(3, 'new');
-SELECT user_id, status, failures FROM turnstile.credential_status
- WHERE realm = 'new' AND user_id = 3;
-SELECT prop.attempts() - :attempts_before AS login_attempts;
-
--- while retry_after holds, a credential that is still valid is returned:
--- age user 4's credential into its refresh-ahead window, fail the refresh
-SELECT turnstile.realm_set('ahead', 'prop.login(bigint)', ttl => '1 hour',
-						   refresh_ahead => '10 minutes', retry_after => '1 hour');
-UPDATE prop.outage SET down = false;
-SELECT turnstile.credential_get(4, 'ahead');
-UPDATE turnstile.credential SET validated_at = validated_at - interval '55 minutes'
- WHERE user_id = 4;
-UPDATE prop.outage SET down = true;
-SELECT turnstile.credential_get(4, 'ahead');	-- the refresh fails ...
-\echo :LAST_ERROR_SQLSTATE
-SELECT turnstile.credential_get(4, 'ahead');	-- ... then the valid one is returned
-SELECT status, failures FROM turnstile.credential_status WHERE realm = 'ahead';
-
--- the service is back; once retry_after has passed (here: set to zero, which
--- applies to failures already recorded), a success clears the failure state
-UPDATE prop.outage SET down = false;
-SELECT turnstile.realm_set('new', 'prop.login(bigint)', retry_after => '0');
-SELECT turnstile.credential_get(1, 'new');
-SELECT turnstile.credential_get(3, 'new');
-SELECT user_id, status, failures, last_error, blocked_until
-  FROM turnstile.credential_status WHERE realm = 'new' ORDER BY user_id;
-SELECT prop.attempts() - :attempts_before AS login_attempts;
-
--- the failure record lives in the worker's transaction only with
--- requires_new; with required the whole attempt rolls back
-UPDATE prop.outage SET down = true;
-SELECT turnstile.credential_get(5, 'req');
-\echo :LAST_ERROR_SQLSTATE
-SELECT count(*) FROM turnstile.credential_status WHERE realm = 'req' AND user_id = 5;
-UPDATE prop.outage SET down = false;
-
 -- no refresh worker outlives its call
 SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_turnstile refresh';
 
-SELECT turnstile.realm_drop('new'), turnstile.realm_drop('req'), turnstile.realm_drop('ahead');
+SELECT turnstile.realm_drop('new'), turnstile.realm_drop('req');
 DROP SCHEMA prop CASCADE;
 
 --
