@@ -110,6 +110,157 @@ static TsStatement ts_stmt_list = {
 #define TS_SHARED_WAIT_ROUNDS 3
 
 /*
+ * Step 2: a credential that is still valid, but inside its refresh-ahead
+ * window.  Try the user's lock without waiting: whoever gets it, and finds
+ * no refresh of another open transaction holding the user, refreshes; the
+ * others use the valid credential at once.  Returns the snapshot read with
+ * under the lock (with *lock and *cached as read there), or InvalidSnapshot
+ * for a caller that is to return the credential it has.
+ */
+static Snapshot
+ts_credential_try_refresh_ahead(TsStoreSession *session, const char *realm_name,
+								int64 user_id, TsRealm *realm, TsCredential *cached,
+								TsLockResult *lock)
+{
+	Snapshot	snapshot;
+	TsCredential locked;
+
+	/*
+	 * A read-only transaction (a standby) cannot refresh, and after a failed
+	 * refresh nobody tries before retry_after: use what is valid.
+	 */
+	if (XactReadOnly || cached->blocked)
+		return InvalidSnapshot;
+	*lock = ts_lock_credential(realm->realm_id, user_id, ExclusiveLock, false, realm_name);
+	if (*lock == TS_LOCK_NOT_AVAILABLE)
+		return InvalidSnapshot;
+
+	/* a refresh whose transaction is still open holds the user */
+	snapshot = ts_credential_read_locked(session, realm_name, user_id, realm, &locked);
+	if (!TransactionIdIsValid(locked.writer))
+	{
+		*cached = locked;
+		return snapshot;
+	}
+	ts_policy_release(snapshot);
+	if (*lock == TS_LOCK_ACQUIRED)
+		ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
+	*lock = TS_LOCK_NOT_AVAILABLE;
+	return InvalidSnapshot;
+}
+
+/*
+ * Step 3.  Try to become the refresher; if someone else holds the lock,
+ * wait for it in share mode, so that when it ends every waiter wakes at
+ * once and finds its committed result (an exclusive queue would hand the
+ * lock on one waiter at a time).  The share lock protects nothing but the
+ * read, so it goes at once.  A waiter that still finds the state stale tries
+ * again; after a few rounds of losing to other readers it queues for the
+ * exclusive lock instead, so nobody spins.  Returns the snapshot of the
+ * last read, with *lock (the exclusive lock, or TS_LOCK_NOT_AVAILABLE after
+ * a read in share mode that found the work done) and *cached as read then.
+ */
+static Snapshot
+ts_credential_wait_turn(TsStoreSession *session, const char *realm_name,
+						int64 user_id, TsRealm *realm, TsCredential *cached,
+						TsLockResult *lock)
+{
+	bool		waited_for_writer = false;
+
+	for (int round = 0;; round++)
+	{
+		Snapshot	snapshot;
+		TsLockResult share;
+
+		/*
+		 * Once a refresher's transaction has ended, its result is most
+		 * likely fresh: read it in share mode, with the other waiters,
+		 * before anyone tries to become the refresher again.
+		 */
+		*lock = waited_for_writer ? TS_LOCK_NOT_AVAILABLE :
+			ts_lock_credential(realm->realm_id, user_id, ExclusiveLock,
+							   round >= TS_SHARED_WAIT_ROUNDS, realm_name);
+		waited_for_writer = false;
+		if (*lock != TS_LOCK_NOT_AVAILABLE)
+		{
+			snapshot = ts_credential_read_locked(session, realm_name, user_id,
+												 realm, cached);
+			if (!TransactionIdIsValid(cached->writer))
+				return snapshot;
+			if (*lock == TS_LOCK_ACQUIRED)
+				ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
+			*lock = TS_LOCK_NOT_AVAILABLE;
+		}
+		else
+		{
+			share = ts_lock_credential(realm->realm_id, user_id, ShareLock, true, realm_name);
+			snapshot = ts_credential_read_locked(session, realm_name, user_id,
+												 realm, cached);
+			if (share == TS_LOCK_ACQUIRED)
+				ts_unlock_credential(realm->realm_id, user_id, ShareLock);
+			if (!TransactionIdIsValid(cached->writer) && (cached->fresh || cached->blocked))
+				return snapshot;
+		}
+		ts_policy_release(snapshot);
+
+		/*
+		 * An open transaction that refreshed the user (with "required")
+		 * holds it through its row: wait for it as for its lock, then look
+		 * again.
+		 */
+		if (TransactionIdIsValid(cached->writer))
+		{
+			ts_credential_wait_writer(realm->realm_id, user_id, cached->writer, realm_name);
+			waited_for_writer = true;
+		}
+	}
+}
+
+/*
+ * Steps 4 and 5, with the state read under the lock: use what another
+ * caller did (or the failure it recorded), or refresh.  Then let the lock go
+ * as soon as what was done under it allows.  Returns the credential, in the
+ * caller's memory context.
+ */
+static char *
+ts_credential_finish(TsStoreSession *session, const TsRealm *realm, int64 user_id,
+					 const TsCredential *cached, Snapshot snapshot, TsLockResult lock)
+{
+	char	   *credential;
+
+	if (cached->fresh || cached->blocked)
+	{
+		/*
+		 * Someone else refreshed (or failed to): nothing is done under the
+		 * lock, so a lock this call took goes at once, and the next waiter
+		 * need not wait for the end of our transaction.
+		 */
+		if (lock == TS_LOCK_ACQUIRED)
+			ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
+		if (cached->blocked && !cached->usable)
+			ts_credential_raise_recorded_failure(realm, user_id, cached);
+		return cached->credential;
+	}
+
+	credential = MemoryContextStrdup(session->caller_context,
+									 ts_credential_refresh(realm, user_id, cached,
+														   snapshot, false));
+
+	/*
+	 * A refresh in a transaction of its own is committed already: let the
+	 * waiters have it now rather than at the end of our transaction, unless
+	 * the lock was ours before this call.  One in our transaction wrote the
+	 * user's row, which holds the user from now on.
+	 */
+	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here &&
+		lock == TS_LOCK_ACQUIRED)
+		ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
+	else
+		ts_credential_unlock_written(realm, user_id, lock);
+	return credential;
+}
+
+/*
  * credential_get(user_id, realm = 'default') -> text
  */
 Datum
@@ -123,7 +274,6 @@ credential_get(PG_FUNCTION_ARGS)
 	TsStoreSession session;
 	char	   *credential;
 	TsLockResult lock = TS_LOCK_NOT_AVAILABLE;
-	bool		waited_for_writer = false;
 	text	   *fresh = ts_credential_fresh_hit(realm_name, user_id);
 
 	/* step 1, the common case, by direct index access (fastpath.c) */
@@ -143,136 +293,26 @@ credential_get(PG_FUNCTION_ARGS)
 		ts_store_close(&session);
 		PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
 	}
+	snapshot = InvalidSnapshot;
 	if (cached.usable)
 	{
-		/*
-		 * A read-only transaction (a standby) cannot refresh, and after a
-		 * failed refresh nobody tries before retry_after: use what is valid.
-		 */
-		if (!XactReadOnly && !cached.blocked)
-			lock = ts_lock_credential(realm.realm_id, user_id, ExclusiveLock, false,
-									  realm_name);
-		if (lock != TS_LOCK_NOT_AVAILABLE)
-		{
-			TsCredential locked;
-
-			/* a refresh whose transaction is still open holds the user */
-			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
-												 &realm, &locked);
-			if (!TransactionIdIsValid(locked.writer))
-				cached = locked;
-			else
-			{
-				ts_policy_release(snapshot);
-				snapshot = InvalidSnapshot;
-				if (lock == TS_LOCK_ACQUIRED)
-					ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
-				lock = TS_LOCK_NOT_AVAILABLE;
-			}
-		}
-		if (lock == TS_LOCK_NOT_AVAILABLE)
+		snapshot = ts_credential_try_refresh_ahead(&session, realm_name, user_id,
+												   &realm, &cached, &lock);
+		if (snapshot == InvalidSnapshot)
 		{
 			ts_store_close(&session);
 			PG_RETURN_TEXT_P(cstring_to_text(cached.credential));
 		}
 	}
-	else
-	{
-		snapshot = InvalidSnapshot;
-		if (cached.blocked)
-			ts_credential_raise_recorded_failure(&realm, user_id, &cached);
-	}
+	else if (cached.blocked)
+		ts_credential_raise_recorded_failure(&realm, user_id, &cached);
 	ts_credential_require_writable(user_id, realm_name);
 	ts_credential_check_recursion(&realm, user_id);
 
-	/*
-	 * Step 3.  Try to become the refresher; if someone else holds the lock,
-	 * wait for it in share mode, so that when it ends every waiter wakes at
-	 * once and finds its committed result (an exclusive queue would hand the
-	 * lock on one waiter at a time).  The share lock protects nothing but
-	 * the read, so it goes at once.  A waiter that still finds the state
-	 * stale tries again; after a few rounds of losing to other readers it
-	 * queues for the exclusive lock instead, so nobody spins.
-	 */
-	for (int round = 0; snapshot == InvalidSnapshot; round++)
-	{
-		TsLockResult share;
-
-		/*
-		 * Once a refresher's transaction has ended, its result is most
-		 * likely fresh: read it in share mode, with the other waiters,
-		 * before anyone tries to become the refresher again.
-		 */
-		lock = waited_for_writer ? TS_LOCK_NOT_AVAILABLE :
-			ts_lock_credential(realm.realm_id, user_id, ExclusiveLock,
-							   round >= TS_SHARED_WAIT_ROUNDS, realm_name);
-		waited_for_writer = false;
-		if (lock != TS_LOCK_NOT_AVAILABLE)
-		{
-			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
-												 &realm, &cached);
-			if (!TransactionIdIsValid(cached.writer))
-				break;
-			if (lock == TS_LOCK_ACQUIRED)
-				ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
-			lock = TS_LOCK_NOT_AVAILABLE;
-		}
-		else
-		{
-			share = ts_lock_credential(realm.realm_id, user_id, ShareLock, true, realm_name);
-			snapshot = ts_credential_read_locked(&session, realm_name, user_id,
-												 &realm, &cached);
-			if (share == TS_LOCK_ACQUIRED)
-				ts_unlock_credential(realm.realm_id, user_id, ShareLock);
-			if (!TransactionIdIsValid(cached.writer) && (cached.fresh || cached.blocked))
-				break;
-		}
-		ts_policy_release(snapshot);
-		snapshot = InvalidSnapshot;
-
-		/*
-		 * An open transaction that refreshed the user (with "required")
-		 * holds it through its row: wait for it as for its lock, then look
-		 * again.
-		 */
-		if (TransactionIdIsValid(cached.writer))
-		{
-			ts_credential_wait_writer(realm.realm_id, user_id, cached.writer, realm_name);
-			waited_for_writer = true;
-		}
-	}
-
-	if (cached.fresh || cached.blocked)
-	{
-		/*
-		 * Someone else refreshed (or failed to): nothing is done under the
-		 * lock, so a lock this call took goes at once, and the next waiter
-		 * need not wait for the end of our transaction.
-		 */
-		if (lock == TS_LOCK_ACQUIRED)
-			ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
-		if (cached.blocked && !cached.usable)
-			ts_credential_raise_recorded_failure(&realm, user_id, &cached);
-		credential = cached.credential;
-	}
-	else
-	{
-		credential = MemoryContextStrdup(session.caller_context,
-										 ts_credential_refresh(&realm, user_id,
-															   &cached, snapshot, false));
-
-		/*
-		 * A refresh in a transaction of its own is committed already: let
-		 * the waiters have it now rather than at the end of our transaction,
-		 * unless the lock was ours before this call.  One in our transaction
-		 * wrote the user's row, which holds the user from now on.
-		 */
-		if (realm.propagation == TURNSTILE_REQUIRES_NEW && !cached.changed_here &&
-			lock == TS_LOCK_ACQUIRED)
-			ts_unlock_credential(realm.realm_id, user_id, ExclusiveLock);
-		else
-			ts_credential_unlock_written(&realm, user_id, lock);
-	}
+	if (snapshot == InvalidSnapshot)
+		snapshot = ts_credential_wait_turn(&session, realm_name, user_id, &realm,
+										   &cached, &lock);
+	credential = ts_credential_finish(&session, &realm, user_id, &cached, snapshot, lock);
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
