@@ -23,15 +23,14 @@
  * caller holding the exclusive lock with a stale state refreshes
  * (refresh.c): validate the old credential if the realm can, else log in.
  *
- * The lock is transaction-scoped, so it never outlives its transaction.  How
- * long it is held depends on what was done under it.  A waiter that finds
- * the work done did nothing, and releases the lock it took at once, so the
- * next waiter need not wait for the end of its transaction.  With
+ * No lock outlives the call that took it.  A waiter that finds the work
+ * done did nothing, and releases the lock it took at once.  With
  * "requires_new" the refresher's work is committed by its worker before the
  * call returns, so it releases the lock then too.  With "required" the
- * refresh is part of the caller's transaction, and the lock must last as
- * long: a waiter may only look once the refresher's writes are committed
- * (or gone).
+ * refresh is part of the caller's transaction, and a waiter may only look
+ * once the refresher's writes are committed (or gone): the refresher's row
+ * holds the user until then (keylock.c), and a caller that finds it written
+ * by an open transaction waits for that transaction, then reads again.
  *
  * A realm's login function that asks for the credential of the very user it
  * is logging in would find the lock already held by its own transaction and
