@@ -59,6 +59,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -78,7 +79,14 @@
 /* How often a caller stopping its worker says it is still waiting. */
 #define TS_WORKER_STOP_WARN_MS	10000
 
-#define TS_WORKER_QUEUE_OFFSET	MAXALIGN(sizeof(TsRefreshRequest))
+/*
+ * The shared segment of one refresh is a table of contents (shm_toc) with
+ * two entries: the request and the answer's queue.  The magic number tells
+ * a worker that the segment it mapped is one of ours.
+ */
+#define TS_WORKER_TOC_MAGIC		0x54535246	/* "TSRF" */
+#define TS_WORKER_KEY_REQUEST	1
+#define TS_WORKER_KEY_QUEUE		2
 
 /* The caller's side of one refresh, for the wait and the cleanup callback. */
 typedef struct TsWorkerCall
@@ -372,21 +380,32 @@ char *
 ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 {
 	dsm_segment *seg;
+	shm_toc_estimator estimate;
+	Size		size;
+	shm_toc    *toc;
 	TsRefreshRequest *request;
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
 	TsWorkerCall call = {realm, user_id, -1, NULL};
 	char	   *credential;
 
-	seg = dsm_create(TS_WORKER_QUEUE_OFFSET + TS_WORKER_QUEUE_SIZE, 0);
-	request = dsm_segment_address(seg);
+	shm_toc_initialize_estimator(&estimate);
+	shm_toc_estimate_chunk(&estimate, sizeof(TsRefreshRequest));
+	shm_toc_estimate_chunk(&estimate, TS_WORKER_QUEUE_SIZE);
+	shm_toc_estimate_keys(&estimate, 2);
+	size = shm_toc_estimate(&estimate);
+	seg = dsm_create(size, 0);
+	toc = shm_toc_create(TS_WORKER_TOC_MAGIC, dsm_segment_address(seg), size);
+	request = shm_toc_allocate(toc, sizeof(TsRefreshRequest));
+	shm_toc_insert(toc, TS_WORKER_KEY_REQUEST, request);
 	request->database = MyDatabaseId;
 	request->xact_isolation = ts_policy_xact_isolation();
 	request->restricted = ts_store_caller_restricted();
 	request->user_id = user_id;
 	strlcpy(request->realm, realm->name, sizeof(request->realm));
 
-	mq = shm_mq_create((char *) request + TS_WORKER_QUEUE_OFFSET, TS_WORKER_QUEUE_SIZE);
+	mq = shm_mq_create(shm_toc_allocate(toc, TS_WORKER_QUEUE_SIZE), TS_WORKER_QUEUE_SIZE);
+	shm_toc_insert(toc, TS_WORKER_KEY_QUEUE, mq);
 	shm_mq_set_receiver(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 
@@ -429,6 +448,7 @@ dsm_segment *
 ts_worker_attach(dsm_handle handle, TsRefreshRequest **request)
 {
 	dsm_segment *seg = dsm_attach(handle);
+	shm_toc    *toc;
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
 
@@ -438,8 +458,13 @@ ts_worker_attach(dsm_handle handle, TsRefreshRequest **request)
 				 errmsg("pg_turnstile refresh worker could not map its request")));
 	/* the mapping outlives this worker's transactions; detached explicitly */
 	dsm_pin_mapping(seg);
-	*request = dsm_segment_address(seg);
-	mq = (shm_mq *) ((char *) *request + TS_WORKER_QUEUE_OFFSET);
+	toc = shm_toc_attach(TS_WORKER_TOC_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_turnstile refresh worker mapped a segment that is not a refresh request")));
+	*request = shm_toc_lookup(toc, TS_WORKER_KEY_REQUEST, false);
+	mq = shm_toc_lookup(toc, TS_WORKER_KEY_QUEUE, false);
 	shm_mq_set_sender(mq, MyProc);
 	mqh = shm_mq_attach(mq, seg, NULL);
 	pq_redirect_to_shm_mq(seg, mqh);
