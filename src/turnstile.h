@@ -178,7 +178,7 @@ extern Snapshot ts_latest_snapshot(void);
 extern void ts_policy_release(Snapshot snapshot);
 extern bool ts_policy_uses_latest(void);
 extern void ts_policy_report_conflict(const char *subject, const char *verb,
-									  const char *happened) pg_attribute_noreturn();
+									  const char *happened);
 extern int	ts_policy_xact_isolation(void);
 
 /* provider.c */
