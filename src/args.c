@@ -19,17 +19,33 @@
 
 /*
  * Refuse to change state in a read-only transaction, which includes every
- * transaction on a standby, with a message that says what would change.
+ * transaction on a standby, with a message that says what would change
+ * (formatted from fmt).  Called through ts_require_writable, which checks
+ * XactReadOnly first, so the message is only formatted when it is raised.
  */
 void
-ts_require_writable(const char *what)
+ts_refuse_read_only(const char *fmt,...)
 {
-	if (XactReadOnly)
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot change %s in a read-only transaction", what),
-				 RecoveryInProgress() ?
-				 errhint("This server is a standby; make the change on the primary.") : 0));
+	StringInfoData what;
+
+	initStringInfo(&what);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&what, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&what, needed);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot change %s in a read-only transaction", what.data),
+			 RecoveryInProgress() ?
+			 errhint("This server is a standby; make the change on the primary.") : 0));
 }
 
 /*

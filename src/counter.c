@@ -281,8 +281,7 @@ ts_counter_begin_exclusive(const TsCounter *counter)
 {
 	Snapshot	snapshot;
 
-	if (XactReadOnly)
-		ts_require_writable(psprintf("counter \"%s\"", counter->name));
+	ts_require_writable("counter \"%s\"", counter->name);
 	ts_policy_check_level();
 	for (;;)
 	{
@@ -556,8 +555,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 	TransactionId writer;
 	TsSlotAdd	outcome;
 
-	if (XactReadOnly)
-		ts_require_writable(psprintf("counter \"%s\"", counter->name));
+	ts_require_writable("counter \"%s\"", counter->name);
 	ts_policy_check_level();
 
 	for (;;)

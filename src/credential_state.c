@@ -180,9 +180,8 @@ ts_credential_raise_recorded_failure(const TsRealm *realm, int64 user_id,
 void
 ts_credential_require_writable(int64 user_id, const char *realm_name)
 {
-	if (XactReadOnly)
-		ts_require_writable(psprintf("the credential of user " INT64_FORMAT " in realm \"%s\"",
-									 user_id, realm_name));
+	ts_require_writable("the credential of user " INT64_FORMAT " in realm \"%s\"",
+						user_id, realm_name);
 }
 
 /*

@@ -224,8 +224,7 @@ realm_set(PG_FUNCTION_ARGS)
 	/* the realm's functions will resolve names as the registering role did */
 	args[8] = CStringGetTextDatum(namespace_search_path);
 
-	if (XactReadOnly)
-		ts_require_writable(psprintf("realm \"%s\"", realm_name));
+	ts_require_writable("realm \"%s\"", realm_name);
 
 	/* realm ids are allocated under the registry lock, smallest free first */
 	ts_lock_realm_registry();
@@ -266,8 +265,7 @@ realm_drop(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	bool		existed;
 
-	if (XactReadOnly)
-		ts_require_writable(psprintf("realm \"%s\"", realm_name));
+	ts_require_writable("realm \"%s\"", realm_name);
 	ts_lock_realm_registry();
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
@@ -307,8 +305,7 @@ ts_realm_change_grant(FunctionCallInfo fcinfo, TsStatement *stmt)
 	int			rows;
 
 	ts_require_arg(PG_ARGISNULL(1), "grantee");
-	if (XactReadOnly)
-		ts_require_writable(psprintf("realm \"%s\"", realm_name));
+	ts_require_writable("realm \"%s\"", realm_name);
 	args[0] = CStringGetTextDatum(realm_name);
 	args[1] = PG_GETARG_DATUM(1);
 

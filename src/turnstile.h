@@ -45,6 +45,7 @@
 
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -113,7 +114,14 @@ extern int	turnstile_hot_slots_max;
 
 /* args.c */
 extern void ts_require_arg(bool isnull, const char *argname);
-extern void ts_require_writable(const char *what);
+extern void ts_refuse_read_only(const char *fmt,...) pg_attribute_printf(1, 2);
+
+/* Refuse a change in a read-only transaction; the arguments say what. */
+#define ts_require_writable(...) \
+	do { \
+		if (XactReadOnly) \
+			ts_refuse_read_only(__VA_ARGS__); \
+	} while (0)
 extern char *ts_name_arg(Datum arg, const char *what, int *len);
 
 /* The small ones inline: they sit on every call's path. */
