@@ -1469,10 +1469,10 @@ my $errors = join '', map { $_->{err} } @incrementers;
 my @internal = $errors =~ /ERROR:\s+(XX\d\d\d: .*)$/mg;
 is(scalar(@internal), 0, 'DROP and CREATE EXTENSION under load: no internal error')
   or diag join "\n", @internal[0 .. ($#internal < 9 ? $#internal : 9)];
-my %states;
-$states{$_}++ foreach $errors =~ /ERROR:\s+(\w{5}):/mg;
+my %load_states;
+$load_states{$_}++ foreach $errors =~ /ERROR:\s+(\w{5}):/mg;
 note 'SQLSTATEs the incrementers saw: '
-  . join(', ', map { "$_ ($states{$_} times)" } sort keys %states);
+  . join(', ', map { "$_ ($load_states{$_} times)" } sort keys %load_states);
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM turnstile.counters}), '>=', 1,
 	'the extension works after the last CREATE EXTENSION');
 
