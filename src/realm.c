@@ -152,40 +152,20 @@ ts_realm_check_unchanged(const char *realm_name)
 }
 
 /*
- * realm_set(realm, login, validate = NULL, ttl = '30 minutes',
- *			 refresh_ahead = '0', retry_after = '30 seconds',
- *			 propagation = 'requires_new') -> void
+ * Check a realm's intervals and propagation; raise 22023 naming the realm.
  */
-Datum
-realm_set(PG_FUNCTION_ARGS)
+static void
+ts_realm_check_settings(const char *realm_name, Interval *ttl, Interval *refresh_ahead,
+						Interval *retry_after, const char *propagation)
 {
-	char	   *realm_name = ts_realm_arg(fcinfo, 0);
-	Oid			login;
-	Oid			validate = PG_ARGISNULL(2) ? InvalidOid : PG_GETARG_OID(2);
-	Interval   *ttl = ts_interval_arg(fcinfo, 3, "ttl");
-	Interval   *refresh_ahead = ts_interval_arg(fcinfo, 4, "refresh_ahead");
-	Interval   *retry_after = ts_interval_arg(fcinfo, 5, "retry_after");
 	Interval   *zero = palloc0(sizeof(Interval));
 	Interval   *longest = palloc0(sizeof(Interval));
-	char	   *propagation;
-	Datum		args[TS_STATEMENT_MAX_ARGS];
-	char		nulls[TS_STATEMENT_MAX_ARGS];
-	TsStoreSession session;
-	Snapshot	snapshot;
-	bool		isnull;
 
 	longest->month = TS_REALM_LONGEST_YEARS * MONTHS_PER_YEAR;
-	memset(nulls, ' ', sizeof(nulls));
-	ts_require_arg(PG_ARGISNULL(1), "login");
-	login = PG_GETARG_OID(1);
-	ts_require_arg(PG_ARGISNULL(6), "propagation");
-	propagation = text_to_cstring(PG_GETARG_TEXT_PP(6));
-
 	if (!ts_interval_lt(zero, ttl))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl of realm \"%s\" must be positive", realm_name)));
-	/* beyond this, timestamps plus these intervals could leave their range */
 	if (!ts_interval_lt(ttl, longest) || !ts_interval_lt(retry_after, longest))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -205,6 +185,36 @@ realm_set(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid propagation \"%s\"", propagation),
 				 errhint("Use \"requires_new\" or \"required\".")));
+}
+
+/*
+ * realm_set(realm, login, validate = NULL, ttl = '30 minutes',
+ *			 refresh_ahead = '0', retry_after = '30 seconds',
+ *			 propagation = 'requires_new') -> void
+ */
+Datum
+realm_set(PG_FUNCTION_ARGS)
+{
+	char	   *realm_name = ts_realm_arg(fcinfo, 0);
+	Oid			login;
+	Oid			validate = PG_ARGISNULL(2) ? InvalidOid : PG_GETARG_OID(2);
+	Interval   *ttl = ts_interval_arg(fcinfo, 3, "ttl");
+	Interval   *refresh_ahead = ts_interval_arg(fcinfo, 4, "refresh_ahead");
+	Interval   *retry_after = ts_interval_arg(fcinfo, 5, "retry_after");
+	char	   *propagation;
+	Datum		args[TS_STATEMENT_MAX_ARGS];
+	char		nulls[TS_STATEMENT_MAX_ARGS];
+	TsStoreSession session;
+	Snapshot	snapshot;
+	bool		isnull;
+
+	memset(nulls, ' ', sizeof(nulls));
+	ts_require_arg(PG_ARGISNULL(1), "login");
+	login = PG_GETARG_OID(1);
+	ts_require_arg(PG_ARGISNULL(6), "propagation");
+	propagation = text_to_cstring(PG_GETARG_TEXT_PP(6));
+
+	ts_realm_check_settings(realm_name, ttl, refresh_ahead, retry_after, propagation);
 
 	ts_check_provider(login, "login", false);
 	if (OidIsValid(validate))
