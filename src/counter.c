@@ -536,6 +536,23 @@ ts_counter_add_hot(const TsCounter *counter, int slots, int64 delta,
 }
 
 /*
+ * The increment of a plain counter, whose exclusive lock the caller took:
+ * add to its one row, and give the lock back, since the written row holds
+ * the counter from now on (keylock.c).
+ */
+static inline TsSlotAdd
+ts_counter_add_plain(const TsCounter *counter, int64 delta, int64 *result,
+					 int *slots, TransactionId *writer)
+{
+	TsSlotAdd	outcome = ts_counter_try_add(counter, 0, 1, delta, result, slots, writer);
+
+	/* until ALTER EXTENSION UPDATE to 1.3, the lock lasts to the transaction's end */
+	if (outcome != TS_SLOT_ADDED || ts_keys_held_by_rows())
+		ts_unlock_counter(counter->key, ExclusiveLock);
+	return outcome;
+}
+
+/*
  * Add delta to a counter and return its new total.
  *
  * The fast path updates one slot (fastpath.c) under the locks chosen for the
@@ -572,10 +589,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 			 */
 			if (ts_try_lock_counter(counter->key, ExclusiveLock))
 			{
-				outcome = ts_counter_try_add(counter, 0, 1, delta, &result, &slots, &writer);
-				if (outcome == TS_SLOT_ADDED && !ts_keys_held_by_rows())
-					return result;
-				ts_unlock_counter(counter->key, ExclusiveLock);
+				outcome = ts_counter_add_plain(counter, delta, &result, &slots, &writer);
 				if (outcome == TS_SLOT_ADDED)
 					return result;
 				if (outcome == TS_SLOT_BUSY)
@@ -595,10 +609,7 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 		else
 		{
 			ts_lock_counter(counter->key, ExclusiveLock, counter->name);
-			outcome = ts_counter_try_add(counter, 0, 1, delta, &result, &slots, &writer);
-			if (outcome == TS_SLOT_ADDED && !ts_keys_held_by_rows())
-				return result;
-			ts_unlock_counter(counter->key, ExclusiveLock);
+			outcome = ts_counter_add_plain(counter, delta, &result, &slots, &writer);
 		}
 		if (outcome == TS_SLOT_ADDED)
 			return result;
