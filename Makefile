@@ -13,7 +13,9 @@ OBJS = \
 	src/credential_state.o \
 	src/credential.o \
 	src/realm.o \
-	src/fastpath.o \
+	src/relaccess.o \
+	src/counter_slot.o \
+	src/locks.o \
 	src/grow.o \
 	src/pool.o \
 	src/worker.o
@@ -23,7 +25,8 @@ DATA = \
 	pg_turnstile--1.0.sql \
 	pg_turnstile--1.0--1.1.sql \
 	pg_turnstile--1.1--1.2.sql \
-	pg_turnstile--1.2--1.3.sql
+	pg_turnstile--1.2--1.3.sql \
+	pg_turnstile--1.3--1.4.sql
 PGFILEDESC = "pg_turnstile - exact counters and a serialized credential cache"
 
 REGRESS = \

@@ -23,11 +23,11 @@
  * it updates:
  *
  *	- for the few hot counters this backend incremented lately, it remembers
- *	  the count (fastpath.c, with where their rows are);
+ *	  the count (counter_slot.c, with where their rows are);
  *	- otherwise it guesses plain: if the counter's lock is free it takes it
  *	  exclusively and updates slot 0 straight away, as most counters are
  *	  plain; if the lock is busy it first reads the counter's slot 0 row
- *	  without a lock (one index probe, fastpath.c).
+ *	  without a lock (one index probe, counter_slot.c).
  *
  * The guess may be wrong or stale: the counter may be dropped and created
  * again with another slot count between the read and the lock.  The fast
@@ -312,6 +312,32 @@ ts_counter_end_exclusive(const TsCounter *counter, Snapshot snapshot)
 		ts_unlock_counter(counter->key, ExclusiveLock);
 }
 
+/*
+ * A call that changes a counter as a whole (create, set, the conditional
+ * puts): the store opened, the counter locked exclusively and read.
+ */
+typedef struct TsExclusiveCall
+{
+	TsStoreSession session;
+	Snapshot	snapshot;
+	TsCounterState state;
+} TsExclusiveCall;
+
+static void
+ts_exclusive_call_begin(const TsCounter *counter, TsExclusiveCall *call)
+{
+	ts_store_open(&call->session);
+	call->snapshot = ts_counter_begin_exclusive(counter);
+	ts_counter_read(counter, call->snapshot, &call->state);
+}
+
+static void
+ts_exclusive_call_end(const TsCounter *counter, TsExclusiveCall *call)
+{
+	ts_counter_end_exclusive(counter, call->snapshot);
+	ts_store_close(&call->session);
+}
+
 static void
 ts_counter_insert(const TsCounter *counter, Snapshot snapshot, int64 value, int32 slots)
 {
@@ -555,7 +581,7 @@ ts_counter_add_plain(const TsCounter *counter, int64 delta, int64 *result,
 /*
  * Add delta to a counter and return its new total.
  *
- * The fast path updates one slot (fastpath.c) under the locks chosen for the
+ * The fast path updates one slot (counter_slot.c) under the locks chosen for the
  * slot count we expect (see the header comment on hot counters).  It adds
  * nothing when the counter is missing, when the count was wrong, or when the
  * slot would overflow; then the exclusive path decides exactly.  A slot row
@@ -636,9 +662,7 @@ counter_create(PG_FUNCTION_ARGS)
 	TsCounter	counter;
 	int64		initial;
 	int32		slots;
-	Snapshot	snapshot;
-	TsCounterState state;
-	TsStoreSession session;
+	TsExclusiveCall call;
 
 	ts_counter_from_arg(fcinfo, &counter);
 	initial = ts_int64_arg(fcinfo, 1, "initial");
@@ -650,18 +674,15 @@ counter_create(PG_FUNCTION_ARGS)
 				 errmsg("slots must be between 1 and %d", TURNSTILE_SLOTS_MAX),
 				 errdetail("Counter \"%s\" was given %d slots.", counter.name, slots)));
 
-	ts_store_open(&session);
-	snapshot = ts_counter_begin_exclusive(&counter);
-	ts_counter_read(&counter, snapshot, &state);
-	if (!state.exists)
+	ts_exclusive_call_begin(&counter, &call);
+	if (!call.state.exists)
 	{
-		ts_counter_insert(&counter, snapshot, initial, slots);
-		state.value = initial;
+		ts_counter_insert(&counter, call.snapshot, initial, slots);
+		call.state.value = initial;
 	}
-	ts_counter_end_exclusive(&counter, snapshot);
-	ts_store_close(&session);
+	ts_exclusive_call_end(&counter, &call);
 
-	PG_RETURN_INT64(ts_counter_value(&counter, &state));
+	PG_RETURN_INT64(ts_counter_value(&counter, &call.state));
 }
 
 /*
@@ -710,32 +731,27 @@ counter_incr_expected(PG_FUNCTION_ARGS)
 	int64		delta;
 	int64		expected;
 	int64		result;
-	Snapshot	snapshot;
-	TsCounterState state;
-	TsStoreSession session;
+	TsExclusiveCall call;
 
 	ts_counter_from_arg(fcinfo, &counter);
 	delta = ts_int64_arg(fcinfo, 1, "delta");
 	expected = ts_int64_arg(fcinfo, 2, "expected");
 
-	ts_store_open(&session);
-	snapshot = ts_counter_begin_exclusive(&counter);
-	ts_counter_read(&counter, snapshot, &state);
-	if (ts_counter_value(&counter, &state) != expected)
+	ts_exclusive_call_begin(&counter, &call);
+	if (ts_counter_value(&counter, &call.state) != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("counter \"%s\" is out of sync", counter.name),
-				 state.exists ?
+				 call.state.exists ?
 				 errdetail("Expected value " INT64_FORMAT ", current value " INT64_FORMAT ".",
-						   expected, state.value) :
+						   expected, call.state.value) :
 				 errdetail("Expected value " INT64_FORMAT ", current value 0 (the counter does not exist).",
 						   expected),
 				 errhint("Retry with the current value as expected.")));
-	if (pg_add_s64_overflow(state.value, delta, &result))
-		ts_report_overflow(&counter, state.value, delta);
-	ts_counter_write(&counter, snapshot, &state, result);
-	ts_counter_end_exclusive(&counter, snapshot);
-	ts_store_close(&session);
+	if (pg_add_s64_overflow(call.state.value, delta, &result))
+		ts_report_overflow(&counter, call.state.value, delta);
+	ts_counter_write(&counter, call.snapshot, &call.state, result);
+	ts_exclusive_call_end(&counter, &call);
 
 	PG_RETURN_INT64(result);
 }
@@ -755,9 +771,7 @@ counter_cas(PG_FUNCTION_ARGS)
 	int64		expected;
 	int64		new_value;
 	bool		applied;
-	Snapshot	snapshot;
-	TsCounterState state;
-	TsStoreSession session;
+	TsExclusiveCall call;
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -768,23 +782,20 @@ counter_cas(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "counter_cas must return a record");
 
-	ts_store_open(&session);
-	snapshot = ts_counter_begin_exclusive(&counter);
-	ts_counter_read(&counter, snapshot, &state);
-	applied = (ts_counter_value(&counter, &state) == expected);
+	ts_exclusive_call_begin(&counter, &call);
+	applied = (ts_counter_value(&counter, &call.state) == expected);
 	if (applied)
 	{
-		ts_counter_write(&counter, snapshot, &state, new_value);
-		ts_counter_read(&counter, snapshot, &state);
+		ts_counter_write(&counter, call.snapshot, &call.state, new_value);
+		ts_counter_read(&counter, call.snapshot, &call.state);
 	}
-	ts_counter_end_exclusive(&counter, snapshot);
-	ts_store_close(&session);
+	ts_exclusive_call_end(&counter, &call);
 
 	values[0] = BoolGetDatum(applied);
-	values[1] = Int64GetDatum(state.value);
-	values[2] = Int64GetDatum(state.version);
-	values[3] = TimestampTzGetDatum(state.updated_at);
-	if (!state.exists)
+	values[1] = Int64GetDatum(call.state.value);
+	values[2] = Int64GetDatum(call.state.version);
+	values[3] = TimestampTzGetDatum(call.state.updated_at);
+	if (!call.state.exists)
 		nulls[1] = nulls[2] = nulls[3] = true;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
@@ -837,19 +848,14 @@ counter_set(PG_FUNCTION_ARGS)
 {
 	TsCounter	counter;
 	int64		value;
-	Snapshot	snapshot;
-	TsCounterState state;
-	TsStoreSession session;
+	TsExclusiveCall call;
 
 	ts_counter_from_arg(fcinfo, &counter);
 	value = ts_int64_arg(fcinfo, 1, "value");
 
-	ts_store_open(&session);
-	snapshot = ts_counter_begin_exclusive(&counter);
-	ts_counter_read(&counter, snapshot, &state);
-	ts_counter_write(&counter, snapshot, &state, value);
-	ts_counter_end_exclusive(&counter, snapshot);
-	ts_store_close(&session);
+	ts_exclusive_call_begin(&counter, &call);
+	ts_counter_write(&counter, call.snapshot, &call.state, value);
+	ts_exclusive_call_end(&counter, &call);
 
 	PG_RETURN_INT64(value);
 }

@@ -275,16 +275,14 @@ credential_get(PG_FUNCTION_ARGS)
 	TsLockResult lock = TS_LOCK_NOT_AVAILABLE;
 	text	   *fresh = ts_credential_fresh_hit(realm_name, user_id);
 
-	/* step 1, the common case, by direct index access (fastpath.c) */
+	/* step 1, the common case, by direct index access (credential_state.c) */
 	if (fresh)
 		PG_RETURN_TEXT_P(fresh);
 
 	ts_store_open(&session);
 
 	/* steps 1 and 2: a valid credential is returned without waiting */
-	snapshot = ts_policy_snapshot();
-	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
-	ts_policy_release(snapshot);
+	ts_credential_read_now(&session, realm_name, user_id, &realm, &cached);
 	if (cached.usable)
 		ts_credential_check_unchanged(&session, realm_name, user_id, &cached);
 	if (cached.fresh)
@@ -319,34 +317,39 @@ credential_get(PG_FUNCTION_ARGS)
 }
 
 /*
- * The opening of a call that writes a user's row: a first read checks the
- * realm and the caller's access to it; a write from inside the user's own
- * refresh is refused; then the user's exclusive lock, and a read under it.
- * Returns the snapshot to write with; ts_credential_end_write closes.
+ * A call that writes a user's row (credential_set, credential_invalidate).
  */
-static Snapshot
-ts_credential_begin_write(TsStoreSession *session, const char *realm_name,
-						  int64 user_id, TsRealm *realm, TsCredential *cached,
-						  TsLockResult *lock)
+typedef struct TsCredentialWrite
 {
-	Snapshot	snapshot;
+	TsStoreSession session;
+	TsRealm		realm;
+	TsCredential cached;
+	Snapshot	snapshot;		/* to write with */
+	TsLockResult lock;
+} TsCredentialWrite;
 
+/*
+ * The opening of such a call: a first read checks the realm and the
+ * caller's access to it; a write from inside the user's own refresh is
+ * refused; then the user's exclusive lock, and a read under it.
+ */
+static void
+ts_credential_write_begin(TsCredentialWrite *call, const char *realm_name, int64 user_id)
+{
 	ts_credential_require_writable(user_id, realm_name);
-	ts_store_open(session);
-	snapshot = ts_policy_snapshot();
-	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
-	ts_policy_release(snapshot);
-	ts_credential_check_recursion(realm, user_id);
-	return ts_credential_lock_exclusive(session, realm_name, user_id, realm, cached, lock);
+	ts_store_open(&call->session);
+	ts_credential_read_now(&call->session, realm_name, user_id, &call->realm, &call->cached);
+	ts_credential_check_recursion(&call->realm, user_id);
+	call->snapshot = ts_credential_lock_exclusive(&call->session, realm_name, user_id,
+												  &call->realm, &call->cached, &call->lock);
 }
 
 static void
-ts_credential_end_write(TsStoreSession *session, const TsRealm *realm, int64 user_id,
-						Snapshot snapshot, TsLockResult lock)
+ts_credential_write_end(TsCredentialWrite *call, int64 user_id)
 {
-	ts_policy_release(snapshot);
-	ts_credential_unlock_written(realm, user_id, lock);
-	ts_store_close(session);
+	ts_policy_release(call->snapshot);
+	ts_credential_unlock_written(&call->realm, user_id, call->lock);
+	ts_store_close(&call->session);
 }
 
 /*
@@ -358,11 +361,7 @@ credential_set(PG_FUNCTION_ARGS)
 	int64		user_id = ts_user_id_arg(fcinfo, 0);
 	char	   *credential;
 	char	   *realm_name;
-	TsRealm		realm;
-	TsCredential cached;
-	Snapshot	snapshot;
-	TsLockResult lock;
-	TsStoreSession session;
+	TsCredentialWrite call;
 
 	ts_require_arg(PG_ARGISNULL(1), "credential");
 	credential = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -372,10 +371,10 @@ credential_set(PG_FUNCTION_ARGS)
 				 errmsg("credential must not be empty")));
 	realm_name = ts_realm_arg(fcinfo, 2);
 
-	snapshot = ts_credential_begin_write(&session, realm_name, user_id, &realm,
-										 &cached, &lock);
-	ts_credential_store(&realm, user_id, cached.exists, credential, 0, 0, snapshot);
-	ts_credential_end_write(&session, &realm, user_id, snapshot, lock);
+	ts_credential_write_begin(&call, realm_name, user_id);
+	ts_credential_store(&call.realm, user_id, call.cached.exists, credential, 0, 0,
+						call.snapshot);
+	ts_credential_write_end(&call, user_id);
 
 	PG_RETURN_VOID();
 }
@@ -393,22 +392,17 @@ credential_invalidate(PG_FUNCTION_ARGS)
 {
 	int64		user_id = ts_user_id_arg(fcinfo, 0);
 	char	   *realm_name = ts_realm_arg(fcinfo, 1);
-	TsRealm		realm;
-	TsCredential cached;
-	Snapshot	snapshot;
-	TsLockResult lock;
-	TsStoreSession session;
+	TsCredentialWrite call;
 	Datum		args[3];
 	char		nulls[3] = {' ', ' ', PG_ARGISNULL(2) ? 'n' : ' '};
 	int			rows;
 
-	snapshot = ts_credential_begin_write(&session, realm_name, user_id, &realm,
-										 &cached, &lock);
-	args[0] = Int32GetDatum(realm.realm_id);
+	ts_credential_write_begin(&call, realm_name, user_id);
+	args[0] = Int32GetDatum(call.realm.realm_id);
 	args[1] = Int64GetDatum(user_id);
 	args[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	rows = ts_store_exec(&ts_stmt_invalidate, args, nulls, snapshot, false);
-	ts_credential_end_write(&session, &realm, user_id, snapshot, lock);
+	rows = ts_store_exec(&ts_stmt_invalidate, args, nulls, call.snapshot, false);
+	ts_credential_write_end(&call, user_id);
 
 	PG_RETURN_BOOL(rows > 0);
 }

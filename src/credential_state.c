@@ -10,14 +10,337 @@
  * says which open transaction, if any, wrote the row (and so holds the
  * user, see keylock.c); the callers wait for it before they act.
  *
+ * Most credential_get calls find a fresh credential and return it without a
+ * lock.  Through SPI that would be a whole query per call, with executor
+ * start-up and a join; ts_credential_fresh_hit makes it two index lookups
+ * (relaccess.c): the realm by name, then the user's credential by primary
+ * key, both with the snapshot the isolation policy names, and each from
+ * where it was last time when the snapshot still shows it there.  Anything
+ * that is not a fresh hit (no realm, no credential, invalidated, expired,
+ * inside the refresh-ahead window) goes to the full read with SPI, which
+ * decides again; so the direct read only has to be right about "fresh",
+ * never about what to do otherwise.  Who may use a realm (its grants) is
+ * checked on every call, directly too.
+ *
  *-------------------------------------------------------------------------
  */
-#include "turnstile.h"
+#include "relaccess.h"
 
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+
+/*
+ * Where the row of the realm last looked up by name was.  A row that the
+ * snapshot shows at that place, under that name, is the realm's current row:
+ * realm_set and realm_drop leave the version they replace invisible to every
+ * later snapshot, and names are unique.  So the next lookup of that realm
+ * fetches the row there and skips the index.  Forgotten with the relation
+ * OIDs, since a rewrite moves every row.
+ */
+static struct
+{
+	bool		valid;
+	ItemPointerData tid;
+	char		name[TURNSTILE_NAME_MAX_CHARS * MAX_MULTIBYTE_CHAR_LEN + 1];
+}			ts_realm_memo;
+
+/*
+ * In the same way, where the credential rows of recent fresh hits were, by
+ * realm id and user id (the credential table's primary key).  Kept in
+ * TopMemoryContext because it outlives transactions; emptied when it reaches
+ * TS_CREDENTIAL_MEMO_MAX entries, so it never holds more than about 100 kB.
+ */
+#define TS_CREDENTIAL_MEMO_MAX	2048
+
+typedef struct TsCredentialKey
+{
+	int32		realm_id;
+	int64		user_id;
+} TsCredentialKey;
+
+typedef struct TsCredentialMemo
+{
+	TsCredentialKey key;
+	ItemPointerData tid;
+} TsCredentialMemo;
+
+static HTAB *ts_credential_memo = NULL;
+static bool ts_credential_memo_stale = false;	/* empty it before use */
+
+/* Forget where rows were: the tables changed, and their rows may have moved. */
+static void
+ts_row_memos_forget(void)
+{
+	ts_realm_memo.valid = false;
+	ts_credential_memo_stale = true;
+}
+
+void
+ts_credential_state_init(void)
+{
+	ts_relaccess_on_change(ts_row_memos_forget);
+}
+
+
+/*
+ * Fetch the realm's row from where it was last time (ts_realm_memo) into
+ * slot; false if it is not there any more.
+ */
+static bool
+ts_realm_row_at_memo(Relation realm, const char *realm_name, Snapshot snapshot,
+						  TupleTableSlot *slot)
+{
+	text	   *name;
+
+	if (!ts_realm_memo.valid || strcmp(ts_realm_memo.name, realm_name) != 0 ||
+		!ts_relaccess_fetch_at(realm, &ts_realm_memo.tid, snapshot, slot))
+		return false;
+	name = DatumGetTextPP(slot->tts_values[ts_rels.realm_name - 1]);
+	return VARSIZE_ANY_EXHDR(name) == strlen(realm_name) &&
+		memcmp(VARDATA_ANY(name), realm_name, VARSIZE_ANY_EXHDR(name)) == 0;
+}
+
+/*
+ * Look a realm up by name: its id, ttl and refresh_ahead (copied, since the
+ * tuple goes with its buffer pin).  False if there is no such realm.
+ */
+static bool
+ts_realm_row_direct(const char *realm_name, Snapshot snapshot, int32 *realm_id,
+				  Oid *registered_by, Interval **ttl, Interval **refresh_ahead)
+{
+	Relation	realm = ts_relaccess_open(&ts_rels.realm, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(realm, NULL);
+	ScanKeyData key;
+	bool		found;
+
+	found = ts_realm_row_at_memo(realm, realm_name, snapshot, slot);
+	if (!found)
+	{
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(realm_name));
+		found = ts_relaccess_fetch(realm, ts_rels.realm_by_name, &key, 1, snapshot, slot);
+		ts_realm_memo.valid = found && strlen(realm_name) < sizeof(ts_realm_memo.name);
+		if (ts_realm_memo.valid)
+		{
+			ts_realm_memo.tid = slot->tts_tid;
+			strcpy(ts_realm_memo.name, realm_name);
+		}
+	}
+	if (found)
+	{
+		*realm_id = DatumGetInt32(slot->tts_values[ts_rels.realm_id - 1]);
+		*registered_by = DatumGetObjectId(slot->tts_values[ts_rels.realm_registered_by - 1]);
+		*ttl = DatumGetIntervalP(datumCopy(slot->tts_values[ts_rels.realm_ttl - 1],
+										   false, sizeof(Interval)));
+		*refresh_ahead =
+			DatumGetIntervalP(datumCopy(slot->tts_values[ts_rels.realm_refresh_ahead - 1],
+										false, sizeof(Interval)));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(realm, AccessShareLock);
+	return found;
+}
+
+/*
+ * The memo entry for a user's credential row, created if absent; the memo
+ * is made, or emptied, first when needed.
+ */
+static TsCredentialMemo *
+ts_credential_memo_entry(int32 realm_id, int64 user_id, bool *found)
+{
+	TsCredentialKey key;
+	TsCredentialMemo *memo;
+
+	if (ts_credential_memo != NULL &&
+		(ts_credential_memo_stale ||
+		 hash_get_num_entries(ts_credential_memo) >= TS_CREDENTIAL_MEMO_MAX))
+	{
+		hash_destroy(ts_credential_memo);
+		ts_credential_memo = NULL;
+	}
+	if (ts_credential_memo == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(TsCredentialKey);
+		ctl.entrysize = sizeof(TsCredentialMemo);
+		ctl.hcxt = TopMemoryContext;
+		ts_credential_memo = hash_create("pg_turnstile credential rows", 256, &ctl,
+										 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ts_credential_memo_stale = false;
+	}
+
+	memset(&key, 0, sizeof(key));	/* the padding is hashed too */
+	key.realm_id = realm_id;
+	key.user_id = user_id;
+	memo = hash_search(ts_credential_memo, &key, HASH_ENTER, found);
+	if (!*found)
+		ItemPointerSetInvalid(&memo->tid);
+	return memo;
+}
+
+/*
+ * Fetch a user's credential row into slot: from where it was last time if
+ * the snapshot still shows it there (see ts_realm_memo for why that is the
+ * current row), else by primary key.  False if there is none.
+ */
+static bool
+ts_credential_row_direct(Relation credential, int32 realm_id, int64 user_id,
+						   Snapshot snapshot, TupleTableSlot *slot)
+{
+	bool		remembered;
+	TsCredentialMemo *memo = ts_credential_memo_entry(realm_id, user_id, &remembered);
+	ScanKeyData keys[2];
+
+	if (remembered && ts_relaccess_fetch_at(credential, &memo->tid, snapshot, slot) &&
+		DatumGetInt32(slot->tts_values[ts_rels.cred_realm_id - 1]) == realm_id &&
+		DatumGetInt64(slot->tts_values[ts_rels.cred_user_id - 1]) == user_id)
+		return true;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
+	if (!ts_relaccess_fetch(credential, ts_rels.credential_by_key, keys, 2, snapshot, slot))
+	{
+		hash_search(ts_credential_memo, &memo->key, HASH_REMOVE, NULL);
+		return false;
+	}
+	memo->tid = slot->tts_tid;
+	return true;
+}
+
+/*
+ * A user's credential in a realm if it is valid and fresh, else NULL.
+ */
+static text *
+ts_credential_if_fresh(int32 realm_id, int64 user_id, Interval *ttl,
+					   Interval *refresh_ahead, Snapshot snapshot)
+{
+	Relation	credential = ts_relaccess_open(&ts_rels.credential, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(credential, NULL);
+	text	   *result = NULL;
+
+	if (ts_credential_row_direct(credential, realm_id, user_id, snapshot, slot) &&
+		!slot->tts_isnull[ts_rels.cred_credential - 1] &&
+		!DatumGetBool(slot->tts_values[ts_rels.cred_invalidated - 1]) &&
+		!slot->tts_isnull[ts_rels.cred_validated_at - 1])
+	{
+		/* fresh while validated_at + ttl - refresh_ahead is still ahead */
+		Datum		fresh_until;
+
+		fresh_until = DirectFunctionCall2(timestamptz_pl_interval,
+										  slot->tts_values[ts_rels.cred_validated_at - 1],
+										  IntervalPGetDatum(ttl));
+		fresh_until = DirectFunctionCall2(timestamptz_mi_interval, fresh_until,
+										  IntervalPGetDatum(refresh_ahead));
+		if (DatumGetTimestampTz(fresh_until) > GetCurrentTimestamp())
+			result = DatumGetTextPCopy(slot->tts_values[ts_rels.cred_credential - 1]);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(credential, AccessShareLock);
+	return result;
+}
+
+/*
+ * The user's credential if it is fresh (valid and before its refresh-ahead
+ * window) as the policy's snapshot shows it, or NULL.
+ */
+text *
+ts_credential_fresh_hit(const char *realm_name, int64 user_id)
+{
+	Snapshot	snapshot;
+	int32		realm_id;
+	Oid			registered_by;
+	Interval   *ttl;
+	Interval   *refresh_ahead;
+	text	   *result = NULL;
+
+	/*
+	 * Under "repeatable read" a credential fresh in the caller's snapshot may
+	 * have been replaced since; the full path compares it with the latest
+	 * state and raises 40001 then.  This path serves "read committed".
+	 */
+	if (!ts_policy_uses_latest())
+		return NULL;
+	ts_relaccess_lookup();
+	snapshot = ts_policy_snapshot();
+	/* a caller without access gets its error from the full path */
+	if (ts_realm_row_direct(realm_name, snapshot, &realm_id, &registered_by, &ttl,
+						  &refresh_ahead) &&
+		ts_realm_accessible(GetUserId(), realm_id, registered_by, snapshot))
+		result = ts_credential_if_fresh(realm_id, user_id, ttl, refresh_ahead, snapshot);
+	ts_policy_release(snapshot);
+	return result;
+}
+
+/*
+ * May a user use a realm's credentials?  Superusers and whoever has the
+ * privileges of the extension's owner or of the realm's registering role
+ * may; others only through a role the realm was granted to (realm_grant).
+ * Role membership is answered from the backend's cache.
+ */
+bool
+ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by, Snapshot snapshot)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData key;
+	bool		allowed;
+
+	if (has_privs_of_role(user, ts_tables_owner()) || has_privs_of_role(user, registered_by))
+		return true;
+
+	ts_relaccess_lookup();
+	rel = ts_relaccess_open(&ts_rels.realm_grant, AccessShareLock);
+	index = index_open(ts_rels.realm_grant_by_key, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	scan = ts_index_beginscan(rel, index, snapshot, 1);
+	index_rescan(scan, &key, 1, NULL, 0);
+	allowed = false;
+	while (!allowed && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		slot_getallattrs(slot);
+		allowed = has_privs_of_role(user,
+									DatumGetObjectId(slot->tts_values[ts_rels.grant_grantee - 1]));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return allowed;
+}
+
+/*
+ * Who is inserting a user's credential row, not yet committed; invalid if
+ * nobody.  The caller holds the user's lock and found no row.
+ */
+TransactionId
+ts_credential_inserting(int32 realm_id, int64 user_id)
+{
+	ScanKeyData keys[2];
+
+	ts_relaccess_lookup();
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(realm_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(user_id));
+	return ts_relaccess_inserter(&ts_rels.credential, &ts_rels.credential_by_key, keys, 2);
+}
+
 
 /*
  * The realm and the user's cached state in one read.  fresh and usable are
@@ -149,6 +472,19 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for realm \"%s\"", realm_name),
 				 errhint("The realm's owner can allow it with turnstile.realm_grant.")));
+}
+
+/*
+ * The same, with a snapshot the isolation policy names, taken for the read.
+ */
+void
+ts_credential_read_now(TsStoreSession *session, const char *realm_name, int64 user_id,
+					   TsRealm *realm, TsCredential *cached)
+{
+	Snapshot	snapshot = ts_policy_snapshot();
+
+	ts_credential_read(session, realm_name, user_id, snapshot, realm, cached);
+	ts_policy_release(snapshot);
 }
 
 /*

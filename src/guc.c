@@ -91,5 +91,7 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("turnstile");
 
+	ts_counter_slot_init();
+	ts_credential_state_init();
 	ts_pool_init();
 }

@@ -216,6 +216,18 @@ ts_provider_call(TsProviderCall *call)
 	error_context_stack = context.previous;
 }
 
+/* Raise the error for a login that returned no credential: what says what. */
+static void
+ts_login_returned_nothing(const TsRealm *realm, int64 user_id, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("login of user " INT64_FORMAT " in realm \"%s\" returned %s",
+					user_id, realm->name, what),
+			 errdetail("Login function %s must return a credential or raise an error.",
+					   realm->login_signature)));
+}
+
 /*
  * Ask the realm's login function for a fresh credential for a user.  A NULL
  * or empty answer is an error: there is nothing to cache.
@@ -232,12 +244,7 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 
 	ts_provider_call(&call);
 	if (call.isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("login of user " INT64_FORMAT " in realm \"%s\" returned NULL",
-						user_id, realm->name),
-				 errdetail("Login function %s must return a credential or raise an error.",
-						   realm->login_signature)));
+		ts_login_returned_nothing(realm, user_id, "NULL");
 	result = DatumGetTextPP(call.result);
 
 	/*
@@ -254,12 +261,7 @@ ts_provider_login(const TsRealm *realm, int64 user_id)
 						   realm->login_signature)));
 	credential = text_to_cstring(result);
 	if (credential[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("login of user " INT64_FORMAT " in realm \"%s\" returned an empty credential",
-						user_id, realm->name),
-				 errdetail("Login function %s must return a credential or raise an error.",
-						   realm->login_signature)));
+		ts_login_returned_nothing(realm, user_id, "an empty credential");
 	return credential;
 }
 

@@ -17,7 +17,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "turnstile.h"
+#include "relaccess.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -63,7 +63,7 @@ ts_store_open(TsStoreSession *session)
 	Oid			owner;
 
 	/* every call starts here: check the tables' shape (relaccess) first */
-	ts_fastpath_lookup_rels();
+	ts_relaccess_lookup();
 	owner = ts_tables_owner();
 	session->caller_context = CurrentMemoryContext;
 	GetUserIdAndSecContext(&session->saved_userid, &session->saved_sec_context);

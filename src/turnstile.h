@@ -25,17 +25,19 @@
  *	0	args.c	argument and read-only checks
  *	0	snapshot.c	the isolation policy's snapshots, its setting, the 40001 report
  *	0	keylock.c	lock tags and waits, for keys and for the transactions holding them
- *	0	fastpath.c	the relation cache, direct index and heap access: fresh credential hits, counter slots and their sums, the direct write
+ *	0	relaccess.c	the extension's tables read directly: their OIDs and columns, checked; opening, fetching a row, who wrote it
  *	1	store.c	SPI and the role switch to the tables' owner
  *	1	pool.c	the refresh pool: its shared memory, queue and workers' slots
  *	1	worker.c	starting a refresh worker, relaying its answer, stopping it
+ *	1	counter_slot.c	a counter's slot rows, read and written directly: slot count, sums, one slot's increment
  *	2	provider.c	calling a realm's login and validate
- *	2	credential_state.c	reading a user's credential, storing one, recording a failure
+ *	2	credential_state.c	reading a realm and a user's credential (fresh hits directly), the access check, storing, recording a failure
  *	2	grow.c	hot counter growth: the requests and their worker
  *	3	refresh.c	the refresh steps, propagation, the refresh workers' mains
  *	4	counter.c	the counter functions
  *	4	credential.c	credential_get and the other credential functions
  *	4	realm.c	registering realms and granting them
+ *	4	locks.c	key_holders(), for the turnstile.locks view
  *	5	guc.c	_PG_init and the settings
  *
  *-------------------------------------------------------------------------
@@ -52,6 +54,15 @@
 #include "storage/dsm_impl.h"
 #include "storage/lockdefs.h"
 #include "utils/snapshot.h"
+
+/*
+ * Everything declared from here on is private to the library: hidden from
+ * its dynamic symbol table, so that a call or a variable reached from
+ * another file costs what it would within the file, not an indirection
+ * through the PLT or the GOT on every use.  The SQL-callable functions and
+ * _PG_init are declared in their own files and stay visible.
+ */
+#pragma GCC visibility push(hidden)
 
 /* Counter names are 1 to this many characters long. */
 #define TURNSTILE_NAME_MAX_CHARS	200
@@ -196,12 +207,11 @@ extern char *ts_provider_login(const TsRealm *realm, int64 user_id);
 extern bool ts_provider_validate(const TsRealm *realm, int64 user_id,
 								 const char *credential);
 
-/* fastpath.c */
-extern void ts_fastpath_lookup_rels(void);
+/* relaccess.c (and relaccess.h) */
 extern Oid	ts_tables_owner(void);
-extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
-extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
-								Snapshot snapshot);
+
+/* counter_slot.c */
+extern void ts_counter_slot_init(void);
 extern int	ts_counter_slots_peek(const char *name);
 extern int64 ts_counter_sum_others(const char *name, uint64 key, int except_slot,
 								   Snapshot snapshot, bool *overflowed);
@@ -236,7 +246,6 @@ typedef struct TsSlotAdded
 } TsSlotAdded;
 
 extern TransactionId ts_counter_writer(const char *name);
-extern TransactionId ts_credential_inserting(int32 realm_id, int64 user_id);
 extern int	ts_counter_slots_remembered(uint64 key);
 extern void ts_counter_slots_remember(uint64 key, int slots);
 extern int	ts_counter_slot_to_start(uint64 key, int slots);
@@ -314,9 +323,16 @@ extern void ts_store_run_as(Oid role, void (*body) (void *), void *arg);
 extern bool ts_store_caller_restricted(void);
 
 /* credential_state.c */
+extern void ts_credential_state_init(void);
+extern text *ts_credential_fresh_hit(const char *realm_name, int64 user_id);
+extern bool ts_realm_accessible(Oid user, int32 realm_id, Oid registered_by,
+								Snapshot snapshot);
+extern TransactionId ts_credential_inserting(int32 realm_id, int64 user_id);
 extern void ts_credential_read(TsStoreSession *session, const char *realm_name,
 							   int64 user_id, Snapshot snapshot, TsRealm *realm,
 							   TsCredential *cached);
+extern void ts_credential_read_now(TsStoreSession *session, const char *realm_name,
+								   int64 user_id, TsRealm *realm, TsCredential *cached);
 extern Snapshot ts_credential_read_locked(TsStoreSession *session, const char *realm_name,
 										  int64 user_id, TsRealm *realm,
 										  TsCredential *cached);
@@ -349,5 +365,7 @@ extern char *ts_credential_refresh(const TsRealm *realm, int64 user_id,
 extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);
 
 
+
+#pragma GCC visibility pop
 
 #endif							/* TURNSTILE_H */

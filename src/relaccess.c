@@ -1,0 +1,469 @@
+/*-------------------------------------------------------------------------
+ *
+ * relaccess.c
+ *	  The extension's tables read and written directly, without SPI: where
+ *	  they are, that they are still as the extension created them, and how
+ *	  to open them and fetch a row.
+ *
+ * The fresh credential hit, the realm access check and a counter's slot
+ * reads and writes happen on almost every call; through SPI each would be a
+ * whole query, with executor start-up, snapshot and portal bookkeeping that
+ * cost more than the read itself (measured with perf; see bench/README.md).
+ * Those paths (credential_state.c, counter_slot.c) reach the tables through
+ * this file instead.
+ *
+ * The relation and index OIDs and the column numbers are looked up once per
+ * backend and forgotten on any relcache invalidation of them (DROP
+ * EXTENSION, a rewrite); with them go the memos of row places that other
+ * files keep (ts_relaccess_on_change), since a rewrite moves every row.  The
+ * tables are the extension's own, reached without permission checks in the
+ * same way as the store reaches them as their owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "relaccess.h"
+
+#include "access/heapam.h"
+#include "access/multixact.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+TsRels		ts_rels;
+bool		ts_rels_valid = false;
+static bool ts_rels_callback_registered = false;
+
+/*
+ * The files whose memos remember where rows were; each memo is dropped with
+ * the OIDs.  A fixed few: each file registers once, from its initialiser.
+ */
+#define TS_RELACCESS_FORGET_MAX	4
+
+static TsRelaccessForget ts_relaccess_forgets[TS_RELACCESS_FORGET_MAX];
+static int	ts_relaccess_nforgets = 0;
+
+void
+ts_relaccess_on_change(TsRelaccessForget forget)
+{
+	if (ts_relaccess_nforgets == TS_RELACCESS_FORGET_MAX)
+		elog(ERROR, "too many pg_turnstile row memos");
+	ts_relaccess_forgets[ts_relaccess_nforgets++] = forget;
+}
+
+static void
+ts_relaccess_forget(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == ts_rels.realm || relid == ts_rels.credential ||
+		relid == ts_rels.realm_by_name || relid == ts_rels.credential_by_key ||
+		relid == ts_rels.counter_slot || relid == ts_rels.counter_slot_by_key ||
+		relid == ts_rels.realm_grant || relid == ts_rels.realm_grant_by_key)
+	{
+		ts_rels_valid = false;
+		for (int i = 0; i < ts_relaccess_nforgets; i++)
+			ts_relaccess_forgets[i] ();
+	}
+}
+
+/*
+ * The role the tables belong to: the owner of the turnstile schema, which
+ * CREATE EXTENSION created together with them.  Every call needs it, so it is
+ * remembered per backend and forgotten when any schema changes (ALTER
+ * EXTENSION ... OWNER, DROP and CREATE EXTENSION).
+ */
+static Oid	ts_owner_cached = InvalidOid;
+static bool ts_owner_callback_registered = false;
+
+static void
+ts_forget_tables_owner(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ts_owner_cached = InvalidOid;
+}
+
+Oid
+ts_tables_owner(void)
+{
+	Oid			nspid;
+	HeapTuple	tuple;
+
+	if (OidIsValid(ts_owner_cached))
+		return ts_owner_cached;
+
+	if (!ts_owner_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, ts_forget_tables_owner, (Datum) 0);
+		ts_owner_callback_registered = true;
+	}
+	nspid = get_namespace_oid("turnstile", false);
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for schema %u", nspid);
+	ts_owner_cached = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	return ts_owner_cached;
+}
+
+/*
+ * Raise the error for an extension table that is not as the extension
+ * created it.
+ */
+static void
+ts_relaccess_altered(const char *relname, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("pg_turnstile relation turnstile.%s was altered", relname),
+			 errdetail_internal("%s", detail),
+			 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
+}
+
+static Oid
+ts_relaccess_relid(const char *name, Oid nspid)
+{
+	Oid			relid = get_relname_relid(name, nspid);
+
+	if (!OidIsValid(relid))
+		ts_relaccess_altered(name, "It is missing.");
+	return relid;
+}
+
+/*
+ * A column's number, checked to be of the type the extension created it
+ * with: every path reads the column's Datums as that type, so a column
+ * whose type was changed (ALTER COLUMN ... TYPE numeric) would be read as
+ * garbage.  The SPI paths read the same columns, and every call checks
+ * here first (ts_store_open), so one check covers both.
+ */
+static AttrNumber
+ts_relaccess_attnum(Oid relid, const char *column, Oid type)
+{
+	HeapTuple	tuple = SearchSysCacheAttName(relid, column);
+	Form_pg_attribute att;
+	AttrNumber	attnum;
+	Oid			atttype;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_turnstile table %s has no column \"%s\"",
+						get_rel_name(relid), column),
+				 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
+	att = (Form_pg_attribute) GETSTRUCT(tuple);
+	attnum = att->attnum;
+	atttype = att->atttypid;
+	ReleaseSysCache(tuple);
+	if (atttype != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_turnstile table %s column \"%s\" has type %s, not %s",
+						get_rel_name(relid), column, format_type_be(atttype),
+						format_type_be(type)),
+				 errhint("Its tables must stay as the extension created them; reinstall the extension.")));
+	return attnum;
+}
+
+/*
+ * Check that an index still is a plain index of the table on these columns
+ * in this order: the scans build their keys for exactly those.
+ */
+static void
+ts_relaccess_check_index(Oid indexid, Oid relid, int nkeys, const AttrNumber *attnums)
+{
+	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
+	Form_pg_index index;
+	bool		fits;
+
+	if (!HeapTupleIsValid(tuple))
+		ts_relaccess_altered(get_rel_name(indexid), "It is not an index.");
+	index = (Form_pg_index) GETSTRUCT(tuple);
+	fits = index->indrelid == relid && index->indnkeyatts == nkeys &&
+		index->indisunique && heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(tuple, Anum_pg_index_indpred, NULL);
+	for (int i = 0; fits && i < nkeys; i++)
+		fits = index->indkey.values[i] == attnums[i];
+	ReleaseSysCache(tuple);
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(indexid));
+	if (HeapTupleIsValid(tuple))
+	{
+		fits = fits && ((Form_pg_class) GETSTRUCT(tuple))->relam == BTREE_AM_OID;
+		ReleaseSysCache(tuple);
+	}
+	if (!fits)
+		ts_relaccess_altered(get_rel_name(indexid),
+							"It is no longer the unique b-tree index the extension created.");
+}
+
+/*
+ * Every column any path reads, SQL or direct, with the type it is read as;
+ * where the direct reads need its number, the member of TsRels that keeps it.
+ */
+#define TS_NO_MEMBER	SIZE_MAX
+
+typedef struct TsColumn
+{
+	size_t		table;			/* offsetof(TsRels, the table's OID) */
+	const char *name;
+	Oid			type;
+	size_t		attnum;			/* offsetof(TsRels, its number), or TS_NO_MEMBER */
+} TsColumn;
+
+#define TS_COLUMN(table, name, type, member) \
+	{offsetof(TsRels, table), name, type, offsetof(TsRels, member)}
+#define TS_COLUMN_SQL(table, name, type) \
+	{offsetof(TsRels, table), name, type, TS_NO_MEMBER}
+
+static const TsColumn ts_columns[] = {
+	TS_COLUMN(realm, "realm_id", INT4OID, realm_id),
+	TS_COLUMN(realm, "name", TEXTOID, realm_name),
+	TS_COLUMN(realm, "ttl", INTERVALOID, realm_ttl),
+	TS_COLUMN(realm, "refresh_ahead", INTERVALOID, realm_refresh_ahead),
+	TS_COLUMN(realm, "registered_by", REGROLEOID, realm_registered_by),
+	TS_COLUMN_SQL(realm, "login", TEXTOID),
+	TS_COLUMN_SQL(realm, "validate", TEXTOID),
+	TS_COLUMN_SQL(realm, "retry_after", INTERVALOID),
+	TS_COLUMN_SQL(realm, "propagation", TEXTOID),
+	TS_COLUMN_SQL(realm, "search_path", TEXTOID),
+	TS_COLUMN(realm_grant, "realm_id", INT4OID, grant_realm_id),
+	TS_COLUMN(realm_grant, "grantee", REGROLEOID, grant_grantee),
+	TS_COLUMN(credential, "realm_id", INT4OID, cred_realm_id),
+	TS_COLUMN(credential, "user_id", INT8OID, cred_user_id),
+	TS_COLUMN(credential, "credential", TEXTOID, cred_credential),
+	TS_COLUMN(credential, "invalidated", BOOLOID, cred_invalidated),
+	TS_COLUMN(credential, "validated_at", TIMESTAMPTZOID, cred_validated_at),
+	TS_COLUMN_SQL(credential, "issued_at", TIMESTAMPTZOID),
+	TS_COLUMN_SQL(credential, "logins", INT8OID),
+	TS_COLUMN_SQL(credential, "validations", INT8OID),
+	TS_COLUMN_SQL(credential, "failures", INT4OID),
+	TS_COLUMN_SQL(credential, "last_error", TEXTOID),
+	TS_COLUMN_SQL(credential, "last_sqlstate", TEXTOID),
+	TS_COLUMN_SQL(credential, "failed_at", TIMESTAMPTZOID),
+	TS_COLUMN_SQL(credential, "version", INT8OID),
+	TS_COLUMN(counter_slot, "name", TEXTOID, counter_name),
+	TS_COLUMN(counter_slot, "slots", INT4OID, counter_slots),
+	TS_COLUMN(counter_slot, "slot", INT4OID, counter_slot_no),
+	TS_COLUMN(counter_slot, "value", INT8OID, counter_value),
+	TS_COLUMN(counter_slot, "version", INT8OID, counter_version),
+	TS_COLUMN(counter_slot, "updated_at", TIMESTAMPTZOID, counter_updated_at),
+	TS_COLUMN_SQL(counter_slot, "created_at", TIMESTAMPTZOID),
+};
+
+/*
+ * Look up (once per backend, and again after any change to them) the
+ * extension's tables and indexes, and check their shape: every column that
+ * any path reads, with its type, and the indexes the direct reads scan.
+ */
+void
+ts_relaccess_lookup_tables(void)
+{
+	Oid			nspid;
+	TsRels		r;
+
+	if (!ts_rels_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(ts_relaccess_forget, (Datum) 0);
+		ts_rels_callback_registered = true;
+	}
+	nspid = get_namespace_oid("turnstile", false);
+	r.realm = ts_relaccess_relid("realm", nspid);
+	r.realm_by_name = ts_relaccess_relid("realm_name_key", nspid);
+	r.credential = ts_relaccess_relid("credential", nspid);
+	r.credential_by_key = ts_relaccess_relid("credential_pkey", nspid);
+	r.counter_slot = ts_relaccess_relid("counter_slot", nspid);
+	r.counter_slot_by_key = ts_relaccess_relid("counter_slot_pkey", nspid);
+	r.realm_grant = ts_relaccess_relid("realm_grant", nspid);
+	r.realm_grant_by_key = ts_relaccess_relid("realm_grant_pkey", nspid);
+
+	for (int i = 0; i < lengthof(ts_columns); i++)
+	{
+		const TsColumn *column = &ts_columns[i];
+		Oid			table = *(Oid *) ((char *) &r + column->table);
+		AttrNumber	attnum = ts_relaccess_attnum(table, column->name, column->type);
+
+		if (column->attnum != TS_NO_MEMBER)
+			*(AttrNumber *) ((char *) &r + column->attnum) = attnum;
+	}
+
+	ts_relaccess_check_index(r.realm_by_name, r.realm, 1,
+							 (AttrNumber[]) {r.realm_name});
+	ts_relaccess_check_index(r.credential_by_key, r.credential, 2,
+							 (AttrNumber[]) {r.cred_realm_id, r.cred_user_id});
+	ts_relaccess_check_index(r.counter_slot_by_key, r.counter_slot, 2,
+							 (AttrNumber[]) {r.counter_name, r.counter_slot_no});
+	ts_relaccess_check_index(r.realm_grant_by_key, r.realm_grant, 2,
+							 (AttrNumber[]) {r.grant_realm_id, r.grant_grantee});
+	ts_rels = r;
+	ts_rels_valid = true;
+}
+
+/*
+ * Open one of the extension's tables (relid points into ts_rels).  The OIDs
+ * are remembered across transactions, so the table may have been dropped
+ * since (DROP EXTENSION, perhaps followed by CREATE EXTENSION): lock it
+ * first, then look whether it is still there and still the one remembered.
+ * Taking the lock processed the invalidations of everything committed
+ * before it, so if the table or one of its indexes changed, ts_rels is no
+ * longer valid here, and the lookup is done again with the new OIDs.
+ */
+Relation
+ts_relaccess_open(const Oid *relid, LOCKMODE mode)
+{
+	for (int attempt = 0;; attempt++)
+	{
+		Oid			locked;
+
+		ts_relaccess_lookup();
+		locked = *relid;
+		LockRelationOid(locked, mode);
+
+		/*
+		 * Had the table been dropped or changed, taking the lock (or the
+		 * lock this transaction held before) processed the invalidation
+		 * that cleared ts_rels_valid; so while it is still valid, the table
+		 * exists and is the one remembered, and opens as table_open would.
+		 */
+		if (ts_rels_valid)
+			return table_open(locked, NoLock);
+		UnlockRelationOid(locked, mode);
+		if (attempt == 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("pg_turnstile's tables are being dropped or changed"),
+					 errhint("Retry when the DROP EXTENSION or ALTER TABLE has ended.")));
+	}
+}
+
+/*
+ * Fetch the one row of a unique index lookup into slot; false if none.
+ */
+bool
+ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
+				  Snapshot snapshot, TupleTableSlot *slot)
+{
+	Relation	index = index_open(indexid, AccessShareLock);
+	IndexScanDesc scan;
+	bool		found;
+
+	for (int i = 0; i < nkeys; i++)
+		keys[i].sk_collation = index->rd_indcollation[i];
+	scan = ts_index_beginscan(rel, index, snapshot, nkeys);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		slot_getallattrs(slot);
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * Fetch the row version at tid into slot if the snapshot shows it; false if
+ * it does not, or if the page is gone.
+ */
+bool
+ts_relaccess_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,
+					 TupleTableSlot *slot)
+{
+	if (!ItemPointerIsValid(tid) ||
+		!ts_block_exists(rel, ItemPointerGetBlockNumber(tid)) ||
+		!table_tuple_fetch_row_version(rel, tid, snapshot, slot))
+		return false;
+	slot_getallattrs(slot);
+	return true;
+}
+
+
+/*
+ * The transaction still in progress, other than this one, that updated,
+ * deleted or locked this latest committed version of a row; invalid if none
+ * (see keylock.c, "Keys held through their rows").
+ */
+TransactionId
+ts_tuple_writer(HeapTupleHeader tuple, Snapshot snapshot)
+{
+	TransactionId xmax;
+
+	if (tuple->t_infomask & HEAP_XMAX_INVALID)
+		return InvalidTransactionId;
+	if (tuple->t_infomask & HEAP_XMAX_IS_MULTI)
+	{
+		/* several lockers, and maybe an updater: wait for the updater */
+		if (HEAP_XMAX_IS_LOCKED_ONLY(tuple->t_infomask))
+			return InvalidTransactionId;
+		return ts_xact_writing(HeapTupleGetUpdateXid(tuple), snapshot);
+	}
+	xmax = HeapTupleHeaderGetRawXmax(tuple);
+	/* a locker that is still there holds the row; one that is gone, not */
+	if (HEAP_XMAX_IS_LOCKED_ONLY(tuple->t_infomask) && !TransactionIdIsInProgress(xmax))
+		return InvalidTransactionId;
+	return ts_xact_writing(xmax, snapshot);
+}
+
+/*
+ * With a dirty snapshot, the transaction still in progress, other than this
+ * one, that inserted the row the keys find in the table's unique index
+ * (relid and indexid point into ts_rels), and that an MVCC snapshot
+ * cannot see yet; invalid if none.
+ */
+TransactionId
+ts_relaccess_inserter(const Oid *relid, const Oid *indexid, ScanKey keys, int nkeys)
+{
+	Relation	rel = ts_relaccess_open(relid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	SnapshotData dirty;
+	TransactionId inserter = InvalidTransactionId;
+
+	InitDirtySnapshot(dirty);
+	if (ts_relaccess_fetch(rel, *indexid, keys, nkeys, &dirty, slot))
+	{
+		bool		should_free;
+		HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		TransactionId xmin = HeapTupleHeaderGetRawXmin(tuple->t_data);
+
+		/*
+		 * An inserter still in progress; or one that committed after the
+		 * caller's snapshot, which did not show the row: the caller must read
+		 * again (and waiting for a committed transaction costs nothing).
+		 */
+		if (TransactionIdIsValid(dirty.xmin))
+			inserter = dirty.xmin;
+		else if (TransactionIdIsNormal(xmin) && !TransactionIdIsCurrentTransactionId(xmin))
+			inserter = xmin;
+		if (should_free)
+			heap_freetuple(tuple);
+		if (TransactionIdIsValid(inserter) && TransactionIdIsCurrentTransactionId(inserter))
+			inserter = InvalidTransactionId;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return inserter;
+}
+
+/*
+ * Is the row version at tid visible to a snapshot of the latest committed
+ * state, that is, nobody has updated or deleted it since?
+ */
+bool
+ts_relaccess_row_is_latest(Relation rel, ItemPointer tid)
+{
+	Snapshot	latest = ts_latest_snapshot();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		visible = ts_relaccess_fetch_at(rel, tid, latest, slot);
+
+	ExecDropSingleTupleTableSlot(slot);
+	ts_policy_release(latest);
+	return visible;
+}
+
