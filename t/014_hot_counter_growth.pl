@@ -39,21 +39,16 @@ sub info
 		  FROM turnstile.counter_info('$name')});
 }
 
-# Wait until the growth worker waits: for the growth lock (which
-# turnstile.locks does not show: pg_locks.objsubid 21508), or, as
-# turnstile.locks shows, for the counter (held by an increment's row).
+# Wait until the growth worker waits, as turnstile.locks shows: for the
+# counter's growth lock, or for the counter (held by an increment's row).
 sub worker_waits_for
 {
-	my ($what) = @_;
-	return $node->poll_query_until('postgres', $what eq 'growth lock' ? q{
-		SELECT count(*) = 1 FROM pg_locks l
-		  JOIN pg_stat_activity a USING (pid)
-		 WHERE a.backend_type = 'pg_turnstile growth'
-		   AND l.locktype = 'advisory' AND l.objsubid = 21508 AND NOT l.granted} : q{
+	my ($object) = @_;
+	return $node->poll_query_until('postgres', qq{
 		SELECT count(*) = 1 FROM turnstile.locks l
 		  JOIN pg_stat_activity a USING (pid)
 		 WHERE a.backend_type = 'pg_turnstile growth'
-		   AND l.object = 'counter' AND NOT l.granted});
+		   AND l.object = '$object' AND NOT l.granted});
 }
 
 # 1. Step by step
@@ -72,11 +67,11 @@ ok($node->poll_query_until('postgres', qq{
 		 WHERE pid = $waiter_pid AND object = 'counter slot' AND NOT granted}),
 	'the third increment waits for a slot');
 ok($node->poll_query_until('postgres', qq{
-		SELECT count(*) = 1 FROM pg_locks
-		 WHERE pid = $waiter_pid AND locktype = 'advisory' AND objsubid = 21508
+		SELECT count(*) = 1 FROM turnstile.locks
+		 WHERE pid = $waiter_pid AND object = 'counter growth' AND counter = 'g'
 		   AND granted}),
 	'it holds the counter\'s growth lock');
-ok(worker_waits_for('growth lock'), 'the worker waits for the asker\'s transaction');
+ok(worker_waits_for('counter growth'), 'the worker waits for the asker\'s transaction');
 my $before = info('g');
 like($before, qr/^0\|1\|2\|/, 'no growth while the asker runs');
 
@@ -187,8 +182,8 @@ ok($node->poll_query_until('postgres', qq{
 		SELECT count(*) = 1 FROM turnstile.locks WHERE pid = $first_pid AND NOT granted}),
 	'no worker slot: an increment waits for a slot');
 is($node->safe_psql('postgres', qq{
-		SELECT count(*) FROM pg_locks
-		 WHERE pid = $first_pid AND locktype = 'advisory' AND objsubid = 21508}),
+		SELECT count(*) FROM turnstile.locks
+		 WHERE pid = $first_pid AND object = 'counter growth'}),
 	'0', 'no worker slot: the increment gave its request to grow up');
 $slow->quit;
 ok($node->poll_query_until('postgres', q{
