@@ -79,6 +79,22 @@ $proxy->command_ok(
 is($proxy->safe_psql('postgres', 'SELECT turnstile.shard_count()'),
 	$nshards, 'the proxy knows four shards');
 
+# The proxy's row types are the shards' own, read from shard 0, and a second
+# run of setup.sql replaces them and what uses them.
+my $row_type_sql = q{
+	SELECT t.typname, string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod),
+								 ', ' ORDER BY a.attnum)
+	  FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+	 WHERE t.typnamespace = 'turnstile'::regnamespace
+	   AND t.typname IN ('counter_state', 'credential_state') AND a.attnum > 0
+	 GROUP BY t.typname ORDER BY t.typname};
+$proxy->command_ok(
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'postgres',
+	  '-v', "shards=$conninfos", '-f', "$examples/plproxy/setup.sql" ],
+	'setup.sql runs again');
+is($proxy->safe_psql('postgres', $row_type_sql), on_shard(0, $row_type_sql),
+	'the proxy\'s row types are the shards\'');
+
 #
 # 1. exact counters across the shards
 #

@@ -87,35 +87,38 @@ CREATE USER MAPPING FOR PUBLIC SERVER turnstile_cluster;
 CREATE SCHEMA IF NOT EXISTS turnstile;
 
 -- The row types of pg_turnstile's counter_info, counter_list and
--- credential_list, for the proxy functions that return them.
-DO $$
-BEGIN
-	IF pg_catalog.to_regtype('turnstile.counter_state') IS NULL THEN
-		CREATE TYPE turnstile.counter_state AS (
-			name		text,
-			value		bigint,
-			version		bigint,
-			slots		integer,
-			created_at	timestamptz,
-			updated_at	timestamptz
-		);
-	END IF;
-	IF pg_catalog.to_regtype('turnstile.credential_state') IS NULL THEN
-		CREATE TYPE turnstile.credential_state AS (
-			realm			text,
-			user_id			bigint,
-			status			text,
-			issued_at		timestamptz,
-			validated_at	timestamptz,
-			expires_at		timestamptz,
-			logins			bigint,
-			validations		bigint,
-			failures		integer,
-			last_error		text,
-			blocked_until	timestamptz
-		);
-	END IF;
-END $$;
+-- credential_list, for the proxy functions that return them: read from
+-- shard 0's pg_turnstile, so that they are the shards' own, also after an
+-- ALTER EXTENSION ... UPDATE there (run this file again then).  The proxy's
+-- functions and views that use them are dropped first and created again
+-- below; an object of yours that uses them stops this file with an error
+-- and nothing changes.
+CREATE OR REPLACE FUNCTION turnstile.shard_row_type(type_name text) RETURNS text AS $$
+	CLUSTER 'turnstile_cluster';
+	RUN ON 0;
+	SELECT pg_catalog.string_agg(pg_catalog.format('%I %s', a.attname,
+								 pg_catalog.format_type(a.atttypid, a.atttypmod)),
+								 ', ' ORDER BY a.attnum)
+	  FROM pg_catalog.pg_type t
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) t.typrelid
+	 WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($1)
+	   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+$$ LANGUAGE plproxy;
+
+DROP VIEW IF EXISTS turnstile.counters, turnstile.credential_status;
+DROP FUNCTION IF EXISTS turnstile.counter_info(text), turnstile.counter_list(),
+	turnstile.credential_list();
+DROP TYPE IF EXISTS turnstile.counter_state, turnstile.credential_state;
+SELECT pg_catalog.format('CREATE TYPE turnstile.%I AS (%s)', type_name, columns)
+  FROM (SELECT type_name, turnstile.shard_row_type('turnstile.' OPERATOR(pg_catalog.||) type_name)
+		  FROM (VALUES ('counter_state'), ('credential_state')) v(type_name)) t(type_name, columns)
+ WHERE columns IS NOT NULL
+\gexec
+SELECT 'DO $missing$ BEGIN RAISE EXCEPTION ''shard 0 has no pg_turnstile row types'' USING HINT = ''Set up every shard with shard.sql first.''; END $missing$'
+ WHERE pg_catalog.to_regtype('turnstile.counter_state') IS NULL
+	OR pg_catalog.to_regtype('turnstile.credential_state') IS NULL
+\gexec
+DROP FUNCTION turnstile.shard_row_type(text);
 
 --
 -- Where a key lives: the shard numbers PL/Proxy computes (hash & (N - 1)),
