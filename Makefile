@@ -44,7 +44,7 @@ REGRESS = \
 	upgrade
 # UTF8 whatever the server's default: hostile_objects stores bytes that are
 # invalid only in a multibyte encoding.
-REGRESS_OPTS = --inputdir=. --outputdir=. --encoding=UTF8 --load-extension=pg_turnstile
+REGRESS_OPTS = --inputdir=. --encoding=UTF8 --load-extension=pg_turnstile
 
 ISOLATION = \
 	counter_create_race \
@@ -62,13 +62,43 @@ ISOLATION = \
 	hostile_races \
 	keys_held_by_rows
 # REGRESS_OPTS is not passed to the isolation suite; it needs its own.
-ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=pg_turnstile
+ISOLATION_OPTS = --inputdir=. --load-extension=pg_turnstile
 
 TAP_TESTS = 1
+
+# "make installcheck" runs the regression and isolation suites against a
+# running server, reached as libpq is told (PGHOST, PGPORT, PGUSER,
+# PGPASSWORD), in databases of their own that it drops again at the end:
+# contrib_regression_pg_turnstile and isolation_regression_pg_turnstile.
+# Results and diffs go to CHECK_DIR (default: this tree), which the user
+# running make must be able to write.  The TAP suite starts servers of its
+# own: "make installcheck-tap", or scripts/test tap.
+NO_INSTALLCHECK = 1
+USE_MODULE_DB = 1
+CHECK_DIR ?= .
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+PG_BINDIR := $(shell $(PG_CONFIG) --bindir)
+
+# Both suites run even if the first fails, and the databases are dropped
+# either way; make fails if either suite did.  (pg_regress_installcheck puts
+# an --outputdir of its own first; the last one counts.)
+installcheck:
+	@status=0; \
+	$(if $(REGRESS),$(pg_regress_installcheck) $(REGRESS_OPTS) --outputdir=$(CHECK_DIR) $(REGRESS) || status=1;) \
+	$(if $(ISOLATION),$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) --outputdir=$(CHECK_DIR)/output_iso $(ISOLATION) || status=1;) \
+	$(PG_BINDIR)/psql -X -q -d postgres -v ON_ERROR_STOP=1 \
+		-c 'DROP DATABASE IF EXISTS $(CONTRIB_TESTDB)' \
+		-c 'DROP DATABASE IF EXISTS $(ISOLATION_TESTDB)' || status=1; \
+	exit $$status
+
+installcheck-tap:
+	$(prove_installcheck)
+
+.PHONY: installcheck installcheck-tap
 
 # every source includes the private header
 $(OBJS): src/turnstile.h
