@@ -65,20 +65,24 @@ choose_pg_major() {
 
 # Set PACKAGES, the Debian packages the scripts need for PG_MAJOR (pgbench,
 # psql and contrib come with postgresql-N; Debian's postgresql-contrib is
-# only a name for it, virtual from trixie on).  The second group is for the
-# tests that run real neighbours: PgBouncer, a backend-terminating
-# background worker, PL/Proxy shards, the Java and Python example clients,
-# and SQLsmith.
+# only a name for it, virtual from trixie on): to build and run the
+# extension, which is all scripts/demo needs (PACKAGE_SET=demo); then what
+# the tests need: the TAP framework's Perl, and real neighbours: PgBouncer,
+# a backend-terminating background worker, PL/Proxy shards, the Java and
+# Python example clients, and SQLsmith.
 set_packages() {
 	PACKAGES=(
 		"postgresql-$PG_MAJOR"
 		"postgresql-server-dev-$PG_MAJOR"
-		libipc-run-perl
-		perl
 		make
 		gcc
 		libc6-dev
 		util-linux
+	)
+	[ "${PACKAGE_SET:-test}" = demo ] && return 0
+	PACKAGES+=(
+		libipc-run-perl
+		perl
 
 		pgbouncer
 		"pg-rage-terminator-$PG_MAJOR"
@@ -210,7 +214,7 @@ clean_run_dir() {
 # from a build in the tree itself.
 tar_tree() {
 	tar -C "$1" -cf - \
-		--exclude=./.git --exclude=./.run --exclude=./.roots \
+		--exclude=./.git --exclude=./.run --exclude=./.roots --exclude=./dist \
 		--exclude='*.o' --exclude='*.so' --exclude='*.bc' \
 		--exclude=./results --exclude=./output_iso --exclude=./log \
 		--exclude=./tmp_check --exclude=./tmp_check_iso \
