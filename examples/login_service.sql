@@ -9,11 +9,14 @@
 --
 -- It registers the realm 'default', so credential_get(user_id) needs no
 -- realm argument.  Run it as the owner of pg_turnstile (or a role allowed to
--- call turnstile.realm_set), in a database where the extension exists:
+-- call turnstile.realm_set), in a database where the extension exists; on
+-- Debian, as root, for the database app of the README:
 --
---   psql -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION pg_turnstile' -f examples/login_service.sql
+--   su postgres -c 'psql -v ON_ERROR_STOP=1 -d app -f examples/login_service.sql'
 --
--- Running it again keeps the log and the issued tokens.
+-- An application role may call demo.validate, as it would call the real
+-- service, once granted (see the README's walk-through).  Running the file
+-- again keeps the log and the issued tokens.
 
 CREATE SCHEMA IF NOT EXISTS demo;
 
@@ -57,10 +60,11 @@ BEGIN
 END $$;
 
 -- Does the service still accept this token?  (What an API call with it
--- would find out.)
+-- would find out.)  It runs as its owner, so that a role granted EXECUTE on
+-- it needs no access to the service's tables.
 CREATE OR REPLACE FUNCTION demo.validate(user_id bigint, credential text)
 RETURNS boolean
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT EXISTS (SELECT FROM demo.session s
 				   WHERE s.user_id = validate.user_id AND s.token = credential)
 $$;

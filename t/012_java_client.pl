@@ -1,7 +1,8 @@
 # The Java example: a test platform whose thread pool runs test cases in
 # parallel, each asking credential_get for its account's credential and
 # counting itself with counter_incr (examples/java/TestPlatform.java, built
-# here with javac against Debian's JDBC driver, over TCP on 127.0.0.1).
+# here with javac against Debian's JDBC driver), as the README's application
+# role over TCP on 127.0.0.1 with its password.
 #
 #   1. One JVM, fresh accounts: every account is logged in exactly once, no
 #      case gets a rejected credential, and the run counter is exact.
@@ -18,10 +19,14 @@ use warnings;
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use lib $FindBin::RealBin;
+use TurnstileTest;
 
 my $jar = '/usr/share/java/postgresql.jar';
 my $examples = abs_path(dirname(__FILE__) . '/../examples');
@@ -37,7 +42,6 @@ my $node = PostgreSQL::Test::Cluster->new('java_client');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->append_conf('postgresql.conf',
 	"listen_addresses = '127.0.0.1'\nmax_connections = 60\n");
-$node->append_conf('pg_hba.conf', "host all all 127.0.0.1/32 trust\n");
 $node->start;
 
 # The extension and the demo login service, whose logins take 0.2 s so
@@ -49,13 +53,19 @@ $node->command_ok(
 	'the demo login service is set up');
 $node->safe_psql('postgres', 'UPDATE demo.service_config SET login_seconds = 0.2');
 
+# The program runs as the README's application role, over TCP with its
+# password, with the README's grants for the login service's realm and API.
+my ($role, $password) = setup_app_role($node, 'postgres');
+$node->safe_psql('postgres',
+	readme_sql_block('Walk-through: a test platform with a pool of accounts'));
+
 my $classes = PostgreSQL::Test::Utils::tempdir;
 # the source is UTF-8, whatever the locale says (there may be none)
 command_ok([ 'javac', '-encoding', 'UTF-8', '-Xlint:all', '-Werror', '-d', $classes,
 	'-cp', $jar, "$examples/java/TestPlatform.java" ], 'TestPlatform.java compiles');
 
-my $user = $node->safe_psql('postgres', 'SELECT current_user');
-my $url = sprintf('jdbc:postgresql://127.0.0.1:%d/postgres?user=%s', $node->port, $user);
+my $url = sprintf('jdbc:postgresql://127.0.0.1:%d/postgres?user=%s&password=%s',
+	$node->port, $role, $password);
 my @java = ('java', '-cp', "$classes:$jar", 'TestPlatform', $url);
 
 # Start the program; returns a handle for finish_java.

@@ -7,17 +7,23 @@
 # 40001s (without a current value) may come in too.
 #
 # Runs examples/python/conditional_increment.py with Debian's python3 and
-# python3-psycopg2 (the pyenv python on PATH may lack psycopg2).
+# python3-psycopg2 (the pyenv python on PATH may lack psycopg2), as the
+# README's application role, over TCP with its password; its ledger table
+# lands in that role's schema, as in the README.
 
 use strict;
 use warnings;
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use FindBin;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use lib $FindBin::RealBin;
+use TurnstileTest;
 
 my $python = '/usr/bin/python3';
 my $example = abs_path(dirname(__FILE__) . '/../examples/python/conditional_increment.py');
@@ -28,11 +34,14 @@ die "$python with psycopg2 is not installed (Debian: python3-psycopg2)"
 
 my $node = PostgreSQL::Test::Cluster->new('python_client');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
-$node->append_conf('postgresql.conf', "max_connections = 30\n");
+$node->append_conf('postgresql.conf',
+	"listen_addresses = '127.0.0.1'\nmax_connections = 30\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_turnstile');
+my ($role, $password) = setup_app_role($node, 'postgres');
 
-my $conninfo = sprintf('host=%s port=%d dbname=postgres', $node->host, $node->port);
+my $conninfo = sprintf('host=127.0.0.1 port=%d dbname=postgres user=%s password=%s',
+	$node->port, $role, $password);
 
 # Run the example; returns its stdout after checking its exit status.
 sub run_example
@@ -54,10 +63,10 @@ sub check_database
 	is($node->safe_psql('postgres', q{SELECT turnstile.counter_get('example.stock')}),
 		'0', "$name: stock counter ends at 0");
 	is($node->safe_psql('postgres',
-			'SELECT sum(amount) FROM turnstile_example_reservation'),
+			'SELECT sum(amount) FROM app.turnstile_example_reservation'),
 		$stock, "$name: the reservations add up to the initial stock");
 	is($node->safe_psql('postgres',
-			'SELECT count(*) FROM turnstile_example_reservation WHERE amount < 1'),
+			'SELECT count(*) FROM app.turnstile_example_reservation WHERE amount < 1'),
 		'0', "$name: no empty or negative reservation");
 }
 
@@ -69,7 +78,7 @@ my ($reservations, $conflicts) =
   $out =~ /in (\d+) reservations \((\d+) conflicts retried\)/;
 cmp_ok($conflicts, '>', 0, 'default: clients really collided and retried');
 check_database('default', 1000);
-is($node->safe_psql('postgres', 'SELECT count(*) FROM turnstile_example_reservation'),
+is($node->safe_psql('postgres', 'SELECT count(*) FROM app.turnstile_example_reservation'),
 	$reservations, 'default: one ledger row per reservation');
 
 # Under 'repeatable read' a reservation whose snapshot is older than another

@@ -2,19 +2,58 @@
 #
 # t/TurnstileTest.pm — fixtures that several TAP files of pg_turnstile share:
 # a slow login service for the credential tests, the check of a ledger of
-# increments against what the clients saw and against the counters, and a
-# reader of pgbench's per-transaction logs.
+# increments against what the clients saw and against the counters, a
+# reader of pgbench's per-transaction logs, and the README's application
+# role, set up exactly as the README tells a reader to.
 package TurnstileTest;
 
 use strict;
 use warnings;
 
+use Cwd qw(abs_path);
 use Exporter 'import';
+use File::Basename qw(dirname);
 use Test::More;
 use PostgreSQL::Test::Utils ();
 
 our @EXPORT = qw(login_service_sql ledger_sql write_ledger_script check_ledger
-  count_pgbench_log);
+  count_pgbench_log readme_sql_block setup_app_role);
+
+# The first SQL block of the README after the heading $heading, as the
+# README shows it.
+sub readme_sql_block
+{
+	my ($heading) = @_;
+	my $readme = PostgreSQL::Test::Utils::slurp_file(
+		abs_path(dirname(__FILE__) . '/../README.md'));
+
+	$readme =~ /^#+ \Q$heading\E\n.*?^```sql\n(.*?)^```$/ms
+	  or die "README.md has no SQL block after the heading \"$heading\"";
+	return $1;
+}
+
+# Create the README's application role (section "The application's role")
+# in database $db of $node, with the README's grants and password, and let
+# it in over TCP on 127.0.0.1 with password authentication only, as
+# Debian's cluster does.  The node must listen on 127.0.0.1.  Returns the
+# role's name and password.
+sub setup_app_role
+{
+	my ($node, $db) = @_;
+	my $sql = readme_sql_block("The application's role");
+	my ($role, $password) = $sql =~ /^CREATE ROLE (\w+) LOGIN PASSWORD '([^']*)'/m
+	  or die "the README's application role has no CREATE ROLE ... PASSWORD";
+	my $hba = $node->data_dir . '/pg_hba.conf';
+	my $rules = PostgreSQL::Test::Utils::slurp_file($hba);
+
+	# first, so that no trust line for 127.0.0.1 lets the role in without it
+	PostgreSQL::Test::Utils::append_to_file("$hba.new",
+		"host all $role 127.0.0.1/32 scram-sha-256\n$rules");
+	rename("$hba.new", $hba) or die "rename $hba: $!";
+	$node->reload;
+	$node->safe_psql($db, $sql);
+	return ($role, $password);
+}
 
 # SQL that creates a login service taking $seconds per login.  svc_login(uid)
 # issues tok-UID-1, tok-UID-2, ... and logs every token it issued in

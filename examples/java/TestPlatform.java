@@ -1,5 +1,5 @@
 /*
- * examples/java/TestPlatform.java — the test-platform scenario of
+ * examples/java/TestPlatform.java - the test-platform scenario of
  * pg_turnstile's credential cache, as a JDBC client.
  *
  * A test platform runs many test cases in parallel.  Each case acts as one

@@ -16,11 +16,13 @@ Run as a demo, it starts several processes that reserve random amounts from
 one stock counter until it is empty, and checks that exactly the initial
 stock was reserved, no more and no less:
 
-    /usr/bin/python3 examples/python/conditional_increment.py "host=/tmp port=5432 dbname=app"
+    python3 examples/python/conditional_increment.py "host=127.0.0.1 dbname=app user=app"
 
 It needs psycopg2 (Debian: python3-psycopg2) and a database where
-pg_turnstile is installed; it creates the table
-turnstile_example_reservation there, and the counter example.stock.
+pg_turnstile is installed, and a role with the README's grants; it creates
+the table turnstile_example_reservation in the first schema of the role's
+search_path that it may create in (the README gives the role app a schema
+app of its own), and the counter example.stock.
 """
 
 import argparse
