@@ -16,7 +16,12 @@
 #      also unmounted explicitly at the end;
 #   4. scripts/test --pg N runs inside as root with env -i: PATH and COPT
 #      (-Werror) only.  It installs the packages with the same
-#      ensure_packages a user's machine gets, builds, and runs every suite.
+#      ensure_packages a user's machine gets, builds, and runs every suite;
+#   5. scripts/package builds the Debian package there, and
+#      scripts/package-test installs it into a fresh copy of the release's
+#      pristine minbase root (kept as <release>-base), with postgresql-N and
+#      nothing else, and tests it there; on PostgreSQL 15 it runs the README
+#      there too (scripts/readme-test).
 #
 # Environment:
 #	PG_TURNSTILE_ROOTS	where the roots are kept (default .roots/ in the
@@ -187,20 +192,21 @@ prepare_roots() {
 	local entry release pids=() made=() i status=0
 
 	for entry in "${MATRIX[@]}"; do
-		release=${entry#*:}
-		[ -d "$ROOTS_DIR/$release" ] && continue
-		say "$release: making a minbase root in $ROOTS_DIR/$release"
-		make_root "$release" "$ROOTS_DIR/$release" &
-		pids+=($!)
-		made+=("$release")
+		for release in "${entry#*:}" "${entry#*:}-base"; do
+			[ -d "$ROOTS_DIR/$release" ] && continue
+			say "$release: making a minbase root in $ROOTS_DIR/$release"
+			make_root "${release%-base}" "$ROOTS_DIR/$release" &
+			pids+=($!)
+			made+=("$release")
+		done
 	done
 	for i in "${!pids[@]}"; do
 		wait "${pids[$i]}" || status=1
 	done
 	[ "$status" = 0 ] || die "could not make every root"
 	for release in "${made[@]}"; do
-		configure_root "$release" "$ROOTS_DIR/$release"
-		probe_security "$release" "$ROOTS_DIR/$release"
+		configure_root "${release%-base}" "$ROOTS_DIR/$release"
+		probe_security "${release%-base}" "$ROOTS_DIR/$release"
 	done
 }
 
@@ -232,6 +238,41 @@ run_version() {
 	MATRIX_FAILED=$((MATRIX_FAILED + failed))
 }
 
+# Build the package of PostgreSQL $1 in the root of release $2 (which has
+# the build dependencies once scripts/test has run there), and test it in a
+# fresh copy of the release's pristine root; each check of
+# scripts/package-test counts as one test.
+run_package_test() {
+	local major=$1 release=$2 build=$ROOTS_DIR/$2 root=$ROOTS_DIR/$2-package
+	local log=$ROOTS_DIR/$2.package.log start=$SECONDS status=0 passed failed line
+	local readme=()
+
+	[ "$major" != 15 ] || readme=(--readme)
+	printf '\n======== the package for PostgreSQL %s on Debian %s ========\n' "$major" "$release"
+	{
+		in_root "$build" "$ROOT_SRC/scripts/package" --pg "$major" &&
+			rm -rf "$root" &&
+			cp -a "$ROOTS_DIR/$release-base" "$root" &&
+			configure_root "$release" "$root" &&
+			# here Debian's postgresql-N makes its cluster main, as anywhere
+			rm -f "$root/etc/postgresql-common/createcluster.conf" &&
+			copy_into_root "$root" &&
+			mkdir -p "$root$ROOT_SRC/dist" &&
+			cp "$build$ROOT_SRC"/dist/postgresql-"$major"-turnstile_*.deb "$root$ROOT_SRC/dist/" &&
+			in_root "$root" "$ROOT_SRC/scripts/package-test" --pg "$major" "${readme[@]}"
+	} 2>&1 | tee "$log" || status=$?
+	passed=$(grep -cE '^package-test: .*(: ok|blocks passed)$' "$log" || true)
+	failed=$(grep -cE '^package-test: .*: FAILED$' "$log" || true)
+	[ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
+	line=$(printf 'the package for PostgreSQL %s (%s): %d passed, %d failed, %d s' \
+		"$major" "$release" "$passed" "$failed" $((SECONDS - start)))
+	[ "$status" = 0 ] || line="$line (exit status $status, log: $log)"
+	say "$line"
+	MATRIX_LINES+=("$line")
+	MATRIX_PASSED=$((MATRIX_PASSED + passed))
+	MATRIX_FAILED=$((MATRIX_FAILED + failed))
+}
+
 # Entry point of scripts/test --matrix.
 run_matrix() {
 	local entry line
@@ -254,6 +295,7 @@ run_matrix() {
 	MATRIX_LINES=()
 	for entry in "${MATRIX[@]}"; do
 		run_version "${entry%%:*}" "${entry#*:}"
+		run_package_test "${entry%%:*}" "${entry#*:}"
 	done
 
 	printf '\n==> matrix, took %d s\n' "$SECONDS"
