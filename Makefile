@@ -8,6 +8,7 @@ OBJS = \
 	src/snapshot.o \
 	src/store.o \
 	src/counter.o \
+	src/counter_once.o \
 	src/provider.o \
 	src/refresh.o \
 	src/credential_state.o \
@@ -33,6 +34,7 @@ REGRESS = \
 	counter_api \
 	counter_errors \
 	counter_hot \
+	counter_once \
 	counter_isolation \
 	counter_security \
 	credential_api \
@@ -50,6 +52,7 @@ ISOLATION = \
 	counter_create_race \
 	counter_incr_wait \
 	counter_cas_race \
+	counter_once_race \
 	counter_hot_cas \
 	counter_snapshot_policy \
 	counter_advisory_keys \

@@ -88,6 +88,37 @@ COMMENT ON VIEW turnstile.locks IS
 	'turnstile keys held and awaited in this database, decoded to counter names and realm/user ids: the locks of calls under way (counter, counter slot, counter growth, credential), the keys that open transactions hold through the rows they wrote, and the callers waiting for them';
 
 --
+-- Exactly-once increments (counter_once.c): the first call with an
+-- idempotency key applies the increment and records the key with its result
+-- in the same transaction; later calls with the key return that result.
+-- Keys are kept for turnstile.idempotency_window after their use and
+-- removed lazily by later calls, oldest first (hence the index on used_at).
+--
+CREATE TABLE turnstile.idempotency_key (
+	key			text		PRIMARY KEY,
+	counter		text		NOT NULL,
+	delta		bigint		NOT NULL,
+	result		bigint,
+	used_at		timestamptz	NOT NULL
+);
+CREATE INDEX idempotency_key_used_at ON turnstile.idempotency_key (used_at);
+REVOKE ALL ON turnstile.idempotency_key FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('turnstile.idempotency_key', '');
+
+COMMENT ON TABLE turnstile.idempotency_key IS
+	'pg_turnstile idempotency keys of counter_incr_once, with the result of the increment each one applied';
+
+CREATE FUNCTION turnstile.counter_incr_once(name text, delta bigint, key text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'counter_incr_once'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION turnstile.counter_incr_once(text, bigint, text) FROM PUBLIC;
+
+COMMENT ON FUNCTION turnstile.counter_incr_once(text, bigint, text) IS
+	'counter_incr(name, delta) once per idempotency key: a retry with the key returns the first call''s result and applies nothing';
+
+--
 -- Comments that were missing or incomplete.
 --
 COMMENT ON SCHEMA turnstile IS

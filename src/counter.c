@@ -75,14 +75,6 @@ typedef struct TsCounterState
 	TimestampTz updated_at;
 } TsCounterState;
 
-/* A counter being worked on: its name as given and its lock key. */
-typedef struct TsCounter
-{
-	char	   *name;
-	int			len;
-	uint64		key;
-} TsCounter;
-
 /*
  * Statements.  $1 is always the counter name.
  */
@@ -165,7 +157,7 @@ static TsStatement ts_stmt_list = {
 /*
  * Read the name argument and compute its key.
  */
-static void
+void
 ts_counter_from_arg(FunctionCallInfo fcinfo, TsCounter *counter)
 {
 	ts_require_arg(PG_ARGISNULL(0), "name");
@@ -589,7 +581,7 @@ ts_counter_add_plain(const TsCounter *counter, int64 delta, int64 *result,
  * locks), and the increment starts over.  The locks of a call last for the
  * call only: its written row holds the counter afterwards (keylock.c).
  */
-static int64
+int64
 ts_counter_add(const TsCounter *counter, int64 delta)
 {
 	int			slots;

@@ -89,6 +89,17 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("turnstile.idempotency_window",
+							   "How long counter_incr_once remembers an idempotency key after its last use.",
+							   "A retry with a key older than this applies the increment again.",
+							   &turnstile_idempotency_window,
+							   "24 hours",
+							   PGC_USERSET,
+							   0,
+							   ts_idempotency_window_check,
+							   ts_idempotency_window_assign,
+							   NULL);
+
 	MarkGUCPrefixReserved("turnstile");
 
 	ts_counter_slot_init();

@@ -137,6 +137,7 @@ ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
 		 * judging.)
 		 */
 		SPIPlanPtr	plan = SPI_prepare_cursor(stmt->sql, stmt->nargs, stmt->argtypes,
+											  stmt->replan ? CURSOR_OPT_CUSTOM_PLAN :
 											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)

@@ -38,7 +38,8 @@
  *	4	credential.c	credential_get and the other credential functions
  *	4	realm.c	registering realms and granting them
  *	4	locks.c	key_holders(), for the turnstile.locks view
- *	5	guc.c	_PG_init and the settings
+ *	5	counter_once.c	counter_incr_once: increments a retry cannot apply twice
+ *	6	guc.c	_PG_init and the settings
  *
  *-------------------------------------------------------------------------
  */
@@ -53,6 +54,7 @@
 #include "mb/pg_wchar.h"
 #include "storage/dsm_impl.h"
 #include "storage/lockdefs.h"
+#include "utils/guc.h"
 #include "utils/snapshot.h"
 
 /*
@@ -299,6 +301,8 @@ typedef struct TsStatement
 	int			nargs;
 	Oid			argtypes[TS_STATEMENT_MAX_ARGS];
 	SPIPlanPtr	plan;			/* prepared on first use, then kept */
+	bool		replan;			/* planned anew on every run, for its best
+								 * plan depends on how big the table is */
 } TsStatement;
 
 typedef struct TsStoreSession
@@ -352,6 +356,23 @@ extern void ts_credential_record_failure(const char *realm_name, int64 user_id,
 extern void ts_credential_store(const TsRealm *realm, int64 user_id,
 								bool exists, const char *credential,
 								int logins, int validations, Snapshot snapshot);
+
+/* counter.c, for the functions built on an increment */
+typedef struct TsCounter
+{
+	char	   *name;			/* as given */
+	int			len;
+	uint64		key;			/* its lock key */
+} TsCounter;
+
+extern void ts_counter_from_arg(FunctionCallInfo fcinfo, TsCounter *counter);
+extern int64 ts_counter_add(const TsCounter *counter, int64 delta);
+
+/* counter_once.c */
+extern char *turnstile_idempotency_window;
+extern int64 turnstile_idempotency_window_usec;
+extern bool ts_idempotency_window_check(char **newval, void **extra, GucSource source);
+extern void ts_idempotency_window_assign(const char *newval, void *extra);
 
 /* refresh.c */
 extern char *ts_refresh(const TsRealm *realm, int64 user_id,

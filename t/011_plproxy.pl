@@ -172,6 +172,7 @@ is(scalar(grep { $_ > 0 } @per_shard), $nshards, 'the counters are spread over a
 # An out-of-sync conditional put keeps its SQLSTATE and its DETAIL (with a
 # prefix) through the proxy, so a client can retry on it as usual.
 my $c1 = $proxy->safe_psql('postgres', q{SELECT turnstile.counter_get('c1')});
+my $c2 = $proxy->safe_psql('postgres', q{SELECT turnstile.counter_get('c2')});
 my ($ret, $stdout, $stderr) = $proxy->psql('postgres', q{
 	\set VERBOSITY verbose
 	SELECT turnstile.counter_incr('c1', 1, -1)});
@@ -189,6 +190,17 @@ $proxy->safe_psql('postgres', q{
 });
 is($proxy->safe_psql('postgres', q{SELECT turnstile.counter_get('c1')}),
 	$c1 + 1, 'a ROLLBACK on the proxy does not undo a proxied increment');
+
+# counter_incr_once goes to the counter's shard, where its key is kept: a
+# retry through the proxy applies nothing and returns the first result.
+is($proxy->safe_psql('postgres', q{
+		SELECT turnstile.counter_incr_once('c2', 3, 'proxy-key') || ' ' ||
+			   turnstile.counter_incr_once('c2', 3, 'proxy-key') || ' ' ||
+			   turnstile.counter_get('c2')}),
+	join(' ', ($c2 + 3) x 3), 'counter_incr_once through the proxy: once per key');
+is(on_shard($proxy->safe_psql('postgres', q{SELECT turnstile.counter_shard('c2')}),
+		q{SELECT result FROM turnstile.idempotency_key WHERE key = 'proxy-key'}),
+	$c2 + 3, 'the key is kept on the counter\'s shard, with its result');
 
 #
 # 2. a credential stampede through the proxy

@@ -169,6 +169,14 @@ RETURNS bigint AS $$
 	TARGET turnstile.counter_incr;
 $$ LANGUAGE plproxy;
 
+-- The idempotency key is kept on the counter's shard, with the counter.
+CREATE OR REPLACE FUNCTION turnstile.counter_incr_once(name text, delta bigint, key text)
+RETURNS bigint AS $$
+	CLUSTER 'turnstile_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(name, ''));
+	TARGET turnstile.counter_incr_once;
+$$ LANGUAGE plproxy;
+
 CREATE OR REPLACE FUNCTION turnstile.counter_decr(name text, delta bigint DEFAULT 1)
 RETURNS bigint AS $$
 	CLUSTER 'turnstile_cluster';
