@@ -9,6 +9,7 @@ OBJS = \
 	src/store.o \
 	src/counter.o \
 	src/counter_once.o \
+	src/rate_limit.o \
 	src/provider.o \
 	src/refresh.o \
 	src/credential_state.o \
@@ -35,6 +36,7 @@ REGRESS = \
 	counter_errors \
 	counter_hot \
 	counter_once \
+	rate_limit \
 	counter_isolation \
 	counter_security \
 	credential_api \
@@ -53,6 +55,7 @@ ISOLATION = \
 	counter_incr_wait \
 	counter_cas_race \
 	counter_once_race \
+	rate_limit_race \
 	counter_hot_cas \
 	counter_snapshot_policy \
 	counter_advisory_keys \

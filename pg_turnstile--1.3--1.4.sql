@@ -119,6 +119,67 @@ COMMENT ON FUNCTION turnstile.counter_incr_once(text, bigint, text) IS
 	'counter_incr(name, delta) once per idempotency key: a retry with the key returns the first call''s result and applies nothing';
 
 --
+-- Rate limits (rate_limit.c): fixed windows of length per, aligned to the
+-- Unix epoch, counted in one row per key, which a call resets in place when
+-- its window is over; all callers of a key take turns on that row, as they
+-- would with a hand-written table.  rate_limit_sweep removes keys not used
+-- for a while.  The last call's max and per are kept for the view.
+--
+CREATE TABLE turnstile.rate_limit (
+	key				text		PRIMARY KEY,
+	window_start	timestamptz	NOT NULL,
+	count			bigint		NOT NULL,
+	max				bigint		NOT NULL,
+	per				interval	NOT NULL,
+	allowed			boolean		NOT NULL,
+	used_at			timestamptz	NOT NULL
+) WITH (fillfactor = 70);
+REVOKE ALL ON turnstile.rate_limit FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('turnstile.rate_limit', '');
+
+COMMENT ON TABLE turnstile.rate_limit IS
+	'pg_turnstile rate limits: each key''s current window and its count; use rate_limit and rate_limit_sweep';
+
+CREATE FUNCTION turnstile.rate_limit(key text, max bigint, per interval, cost bigint DEFAULT 1,
+									 OUT allowed boolean, OUT count bigint, OUT remaining bigint,
+									 OUT reset_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'rate_limit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.rate_limit(text, bigint, interval, bigint) IS
+	'count cost against key''s current window of length per (aligned to the Unix epoch) if the window''s count stays within max; says whether it did, the count, what remains and when the window ends';
+
+CREATE FUNCTION turnstile.rate_limit_sweep(older_than interval)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'rate_limit_sweep'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION turnstile.rate_limit_sweep(interval) IS
+	'delete the rate limit keys not used for older_than; returns how many';
+
+CREATE VIEW turnstile.rate_limits AS
+	SELECT key, max, per,
+		   CASE WHEN window_start OPERATOR(pg_catalog.+) per
+					 OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+				THEN count ELSE 0 END AS count,
+		   CASE WHEN window_start OPERATOR(pg_catalog.+) per
+					 OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+				THEN GREATEST(max OPERATOR(pg_catalog.-) count, 0)
+				ELSE max END AS remaining,
+		   window_start,
+		   window_start OPERATOR(pg_catalog.+) per AS reset_at,
+		   used_at
+	  FROM turnstile.rate_limit;
+
+COMMENT ON VIEW turnstile.rate_limits IS
+	'one row per rate limit key: the last call''s max and per, the current window''s count (0 once it is over), what remains, when it ends, and the last use';
+
+REVOKE ALL ON FUNCTION turnstile.rate_limit(text, bigint, interval, bigint),
+	turnstile.rate_limit_sweep(interval) FROM PUBLIC;
+REVOKE ALL ON turnstile.rate_limits FROM PUBLIC;
+
+--
 -- Comments that were missing or incomplete.
 --
 COMMENT ON SCHEMA turnstile IS

@@ -38,6 +38,7 @@
  *	4	credential.c	credential_get and the other credential functions
  *	4	realm.c	registering realms and granting them
  *	4	locks.c	key_holders(), for the turnstile.locks view
+ *	4	rate_limit.c	rate_limit and rate_limit_sweep: fixed-window rate limits
  *	5	counter_once.c	counter_incr_once: increments a retry cannot apply twice
  *	6	guc.c	_PG_init and the settings
  *

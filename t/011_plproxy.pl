@@ -202,6 +202,13 @@ is(on_shard($proxy->safe_psql('postgres', q{SELECT turnstile.counter_shard('c2')
 		q{SELECT result FROM turnstile.idempotency_key WHERE key = 'proxy-key'}),
 	$c2 + 3, 'the key is kept on the counter\'s shard, with its result');
 
+# rate_limit goes to its key's shard, which counts every call of the key
+is(join(' ', map {
+			$proxy->safe_psql('postgres', q{
+				SELECT allowed || ':' || count FROM turnstile.rate_limit('proxy-api', 3, '1000 days')})
+		} 1 .. 4),
+	'true:1 true:2 true:3 false:3', 'rate_limit through the proxy: exact on the key\'s shard');
+
 #
 # 2. a credential stampede through the proxy
 #

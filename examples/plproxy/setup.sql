@@ -177,6 +177,17 @@ RETURNS bigint AS $$
 	TARGET turnstile.counter_incr_once;
 $$ LANGUAGE plproxy;
 
+-- A rate limit's key lives on one shard, which counts all of its calls.
+CREATE OR REPLACE FUNCTION turnstile.rate_limit(key text, max bigint, per interval,
+												cost bigint DEFAULT 1,
+												OUT allowed boolean, OUT count bigint,
+												OUT remaining bigint, OUT reset_at timestamptz)
+RETURNS record AS $$
+	CLUSTER 'turnstile_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(key, ''));
+	TARGET turnstile.rate_limit;
+$$ LANGUAGE plproxy;
+
 CREATE OR REPLACE FUNCTION turnstile.counter_decr(name text, delta bigint DEFAULT 1)
 RETURNS bigint AS $$
 	CLUSTER 'turnstile_cluster';
