@@ -6,7 +6,7 @@
 #      client retries its key, twice, all 32 at once: every retry returns
 #      the result the lost call committed, and the counter counts each key
 #      once: 32, not 64 or 96.
-#   2. Random: 32 clients work through 30 keys each, retrying every call
+#   2. Random: 32 clients work through 12 keys each, retrying every call
 #      until it answers, while backends are terminated at random (some
 #      after their commit, some before, some during).  The counter ends at
 #      exactly one per key, and every answer a client got is the key's
@@ -24,7 +24,7 @@ use IPC::Run;
 use Time::HiRes qw(usleep);
 
 my $clients = 32;
-my $keys_per_client = 30;
+my $keys_per_client = 12;
 
 my $node = PostgreSQL::Test::Cluster->new('incr_once');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);

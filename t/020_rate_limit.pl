@@ -59,7 +59,7 @@ is($node->safe_psql('postgres', q{
 		  FROM turnstile.rate_limit r WHERE r.key = 'api'}),
 	't', 'the key\'s row counts what the ledger shows for its window');
 
-$node->pgbench("--no-vacuum --client=$clients --jobs=2 --time=3",
+$node->pgbench("--no-vacuum --client=$clients --jobs=2 --time=2",
 	0, [qr{processed: \d+}], [qr{^$}],
 	"$clients clients on 10,000 keys limited to 2 per second each",
 	{
