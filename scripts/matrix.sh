@@ -214,7 +214,7 @@ prepare_roots() {
 # MATRIX_PASSED and MATRIX_FAILED and its summary to MATRIX_LINES.
 run_version() {
 	local major=$1 release=$2 root=$ROOTS_DIR/$2 log=$ROOTS_DIR/$2.test.log
-	local start=$SECONDS status=0 last passed=0 failed=1 line
+	local start=$SECONDS status=0 last passed=0 failed=1
 
 	configure_root "$release" "$root"
 	copy_into_root "$root"
@@ -227,10 +227,20 @@ run_version() {
 	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
 		passed=${BASH_REMATCH[1]}
 		failed=${BASH_REMATCH[2]}
-		[ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
 	fi
-	line=$(printf 'PostgreSQL %s (%s): %d passed, %d failed, %d s' \
-		"$major" "$release" "$passed" "$failed" $((SECONDS - start)))
+	add_matrix_result "PostgreSQL $major ($release)" "$passed" "$failed" "$status" "$start" "$log"
+}
+
+# Add one step's counts to MATRIX_PASSED and MATRIX_FAILED and its summary
+# line to MATRIX_LINES: $1 what, $2 passed, $3 failed, $4 exit status, $5
+# start (SECONDS), $6 log.  A step that failed without a failed test counts
+# one.
+add_matrix_result() {
+	local what=$1 passed=$2 failed=$3 status=$4 start=$5 log=$6 line
+
+	[ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
+	line=$(printf '%s: %d passed, %d failed, %d s' "$what" "$passed" "$failed" \
+		$((SECONDS - start)))
 	[ "$status" = 0 ] || line="$line (exit status $status, log: $log)"
 	say "$line"
 	MATRIX_LINES+=("$line")
@@ -244,7 +254,7 @@ run_version() {
 # scripts/package-test counts as one test.
 run_package_test() {
 	local major=$1 release=$2 build=$ROOTS_DIR/$2 root=$ROOTS_DIR/$2-package
-	local log=$ROOTS_DIR/$2.package.log start=$SECONDS status=0 passed failed line
+	local log=$ROOTS_DIR/$2.package.log start=$SECONDS status=0 passed failed
 	local readme=()
 
 	[ "$major" != 15 ] || readme=(--readme)
@@ -263,14 +273,8 @@ run_package_test() {
 	} 2>&1 | tee "$log" || status=$?
 	passed=$(grep -cE '^package-test: .*(: ok|blocks passed)$' "$log" || true)
 	failed=$(grep -cE '^package-test: .*: FAILED$' "$log" || true)
-	[ "$status" = 0 ] || [ "$failed" != 0 ] || failed=1
-	line=$(printf 'the package for PostgreSQL %s (%s): %d passed, %d failed, %d s' \
-		"$major" "$release" "$passed" "$failed" $((SECONDS - start)))
-	[ "$status" = 0 ] || line="$line (exit status $status, log: $log)"
-	say "$line"
-	MATRIX_LINES+=("$line")
-	MATRIX_PASSED=$((MATRIX_PASSED + passed))
-	MATRIX_FAILED=$((MATRIX_FAILED + failed))
+	add_matrix_result "the package for PostgreSQL $major ($release)" "$passed" "$failed" \
+		"$status" "$start" "$log"
 }
 
 # Entry point of scripts/test --matrix.
