@@ -90,6 +90,7 @@ set_packages() {
 		libpostgresql-jdbc-java
 		default-jdk-headless
 		python3
+		python3-psycopg
 		python3-psycopg2
 		valgrind
 		sqlsmith
