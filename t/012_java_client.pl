@@ -1,8 +1,9 @@
 # The Java example: a test platform whose thread pool runs test cases in
 # parallel, each asking credential_get for its account's credential and
-# counting itself with counter_incr (examples/java/TestPlatform.java, built
-# here with javac against Debian's JDBC driver), as the README's application
-# role over TCP on 127.0.0.1 with its password.
+# counting itself (examples/java/TestPlatform.java, through the Turnstile
+# class of clients/java, built here with javac against Debian's JDBC
+# driver), as the README's application role over TCP on 127.0.0.1 with its
+# password.  First the class's own checks (clients/java/test).
 #
 #   1. One JVM, fresh accounts: every account is logged in exactly once, no
 #      case gets a rejected credential, and the run counter is exact.
@@ -30,6 +31,7 @@ use TurnstileTest;
 
 my $jar = '/usr/share/java/postgresql.jar';
 my $examples = abs_path(dirname(__FILE__) . '/../examples');
+my $clients = abs_path(dirname(__FILE__) . '/../clients');
 
 # scripts/test installs them; without them the test fails rather than skips
 die 'javac, java or the JDBC driver is missing (Debian: default-jdk-headless, libpostgresql-jdbc-java)'
@@ -59,14 +61,28 @@ my ($role, $password) = setup_app_role($node, 'postgres');
 $node->safe_psql('postgres',
 	readme_sql_block('Walk-through: a test platform with a pool of accounts'));
 
+# the Turnstile class (clients/java), built into a jar as the README shows
 my $classes = PostgreSQL::Test::Utils::tempdir;
+command_ok([ "$clients/java/build", $classes ], 'clients/java/build makes turnstile.jar');
+my $cp = "$classes:$classes/turnstile.jar:$jar";
 # the source is UTF-8, whatever the locale says (there may be none)
 command_ok([ 'javac', '-encoding', 'UTF-8', '-Xlint:all', '-Werror', '-d', $classes,
-	'-cp', $jar, "$examples/java/TestPlatform.java" ], 'TestPlatform.java compiles');
+	'-cp', $cp, "$examples/java/TestPlatform.java", "$clients/java/test/TurnstileCheck.java" ],
+	'TestPlatform.java and TurnstileCheck.java compile against it');
 
 my $url = sprintf('jdbc:postgresql://127.0.0.1:%d/postgres?user=%s&password=%s',
 	$node->port, $role, $password);
-my @java = ('java', '-cp', "$classes:$jar", 'TestPlatform', $url);
+
+# the class's own checks: counters, the conditional incr's OutOfSyncException
+# with the current value, credentials and invalidation
+my ($check_out, $check_err) = ('', '');
+ok(IPC::Run::run([ 'java', '-cp', $cp, 'TurnstileCheck', $url ],
+		'>', \$check_out, '2>', \$check_err), 'TurnstileCheck passes')
+  or diag "$check_out$check_err";
+unlike($check_out, qr/FAILED/, 'every check of the Turnstile class holds');
+like($check_out, qr/^ok$/m, 'and they all ran');
+
+my @java = ('java', '-cp', $cp, 'TestPlatform', $url);
 
 # Start the program; returns a handle for finish_java.
 sub start_java

@@ -5,12 +5,12 @@
  * A test platform runs many test cases in parallel.  Each case acts as one
  * account of a shared pool, and every account's login expires and is
  * squeezed out by the next login.  Here a thread pool runs the cases; each
- * case asks the database for its account's credential with
- * turnstile.credential_get(account), uses it against the service, and
- * counts itself with turnstile.counter_incr on the run's counter.  No lock
- * in this JVM protects anything: several JVMs may run at once against the
- * same database, and pg_turnstile serializes them there, so each account is
- * logged in once per expiry and the run counter ends exact.
+ * case asks for its account's credential with the Turnstile class
+ * (clients/java), uses it against the service, and counts itself on the
+ * run's counter.  No lock in this JVM protects anything, and none is
+ * needed: several JVMs may run at once against the same database, and
+ * pg_turnstile serializes them there, so each account is logged in once per
+ * expiry and the run counter ends exact.
  *
  * The database needs pg_turnstile and the demo login service
  * (examples/login_service.sql), whose demo.validate stands in for "call the
@@ -20,9 +20,11 @@
  *
  * Build and run (Debian: libpostgresql-jdbc-java, default-jdk-headless):
  *
- *   javac -d /tmp/tp -cp /usr/share/java/postgresql.jar examples/java/TestPlatform.java
- *   java -cp /tmp/tp:/usr/share/java/postgresql.jar TestPlatform \
- *       'jdbc:postgresql://127.0.0.1:5432/app?user=app' 8 400 16 [run-name]
+ *   clients/java/build /tmp/tp
+ *   javac -d /tmp/tp -cp /tmp/tp/turnstile.jar:/usr/share/java/postgresql.jar \
+ *       examples/java/TestPlatform.java
+ *   java -cp /tmp/tp:/tmp/tp/turnstile.jar:/usr/share/java/postgresql.jar TestPlatform \
+ *       'jdbc:postgresql://127.0.0.1:5432/app?user=app&password=app-secret' 8 400 16 [run-name]
  *
  * It prints the logins each account needed during the run (1, or 0 when the
  * cached credential was still fresh) and the run counter, and exits 1 if an
@@ -47,15 +49,20 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import org.postgresql.ds.PGSimpleDataSource;
+import turnstile.Turnstile;
+
 public final class TestPlatform
 {
 	private final String counter;
-	private final BlockingQueue<Connection> connections;
+	private final Turnstile turnstile;
+	private final BlockingQueue<Connection> connections;	/* for the service */
 	private final AtomicInteger rejected = new AtomicInteger();
 
-	private TestPlatform(String counter, BlockingQueue<Connection> connections)
+	private TestPlatform(String counter, Turnstile turnstile, BlockingQueue<Connection> connections)
 	{
 		this.counter = counter;
+		this.turnstile = turnstile;
 		this.connections = connections;
 	}
 
@@ -86,7 +93,9 @@ public final class TestPlatform
 		}
 		Map<Long, Long> before = logins(admin, accounts);
 
-		TestPlatform platform = new TestPlatform(counter, pool);
+		PGSimpleDataSource dataSource = new PGSimpleDataSource();
+		dataSource.setURL(url);
+		TestPlatform platform = new TestPlatform(counter, new Turnstile(dataSource), pool);
 		ExecutorService runner = Executors.newFixedThreadPool(threads);
 		List<Future<?>> results = new ArrayList<>();
 		long started = System.nanoTime();
@@ -151,65 +160,35 @@ public final class TestPlatform
 		System.exit(ok ? 0 : 1);
 	}
 
-	/* One test case: get the account's credential, use it, count the case. */
+	/*
+	 * One test case: get the account's credential, use it, count the case.
+	 * This is the seed's getCertificate(id), without its JVM-local lock and
+	 * its isolation annotations: turnstile.credential(account).
+	 */
 	private void runCase(long account) throws Exception
 	{
-		Connection conn = connections.take();
-		try
+		String credential = turnstile.credential(account);
+		if (!serviceAccepts(account, credential))
 		{
-			String credential = credential(conn, account);
-			if (!serviceAccepts(conn, account, credential))
-			{
-				/*
-				 * The service said 401.  Invalidate this credential (not one
-				 * another case may have refreshed meanwhile) and ask again:
-				 * one caller logs in, the others get its credential.
-				 */
-				rejected.incrementAndGet();
-				try (PreparedStatement ps = conn.prepareStatement(
-						"SELECT turnstile.credential_invalidate(?, 'default', ?)"))
-				{
-					ps.setLong(1, account);
-					ps.setString(2, credential);
-					ps.executeQuery().close();
-				}
-				credential = credential(conn, account);
-				if (!serviceAccepts(conn, account, credential))
-					throw new IllegalStateException("account " + account
-													+ ": fresh credential rejected too");
-			}
-			try (PreparedStatement ps = conn.prepareStatement(
-					"SELECT turnstile.counter_incr(?)"))
-			{
-				ps.setString(1, counter);
-				ps.executeQuery().close();
-			}
+			/*
+			 * The service said 401.  Invalidate this credential (not one
+			 * another case may have refreshed meanwhile) and ask again: one
+			 * caller logs in, the others get its credential.
+			 */
+			rejected.incrementAndGet();
+			turnstile.invalidate(account, "default", credential);
+			credential = turnstile.credential(account);
+			if (!serviceAccepts(account, credential))
+				throw new IllegalStateException("account " + account
+												+ ": fresh credential rejected too");
 		}
-		finally
-		{
-			connections.put(conn);
-		}
-	}
-
-	/* The credential to use now, from the database's cache. */
-	private static String credential(Connection conn, long account) throws SQLException
-	{
-		try (PreparedStatement ps = conn.prepareStatement(
-				"SELECT turnstile.credential_get(?)"))
-		{
-			ps.setLong(1, account);
-			try (ResultSet rs = ps.executeQuery())
-			{
-				rs.next();
-				return rs.getString(1);
-			}
-		}
+		turnstile.incr(counter, 1);
 	}
 
 	/* Stands in for calling the service with the credential. */
-	private static boolean serviceAccepts(Connection conn, long account, String credential)
-		throws SQLException
+	private boolean serviceAccepts(long account, String credential) throws Exception
 	{
+		Connection conn = connections.take();
 		try (PreparedStatement ps = conn.prepareStatement("SELECT demo.validate(?, ?)"))
 		{
 			ps.setLong(1, account);
@@ -219,6 +198,10 @@ public final class TestPlatform
 				rs.next();
 				return rs.getBoolean(1);
 			}
+		}
+		finally
+		{
+			connections.put(conn);
 		}
 	}
 
