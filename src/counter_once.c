@@ -31,6 +31,9 @@
 #include "turnstile.h"
 
 #include "catalog/pg_type.h"
+#if PG_VERSION_NUM >= 160000
+#include "nodes/miscnodes.h"
+#endif
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
@@ -51,8 +54,11 @@ static bool
 ts_parse_interval(const char *text, Datum *parsed)
 {
 #if PG_VERSION_NUM >= 160000
+	ErrorSaveContext escontext = {T_ErrorSaveContext};
+
+	/* with an ErrorSaveContext, a parse error is kept there, not raised */
 	return DirectInputFunctionCallSafe(interval_in, (char *) text, INTERVALOID, -1,
-									   NULL, parsed);
+									   (Node *) &escontext, parsed);
 #else
 	MemoryContext context = CurrentMemoryContext;
 	volatile bool ok = true;
