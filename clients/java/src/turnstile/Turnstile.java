@@ -37,6 +37,35 @@ public class Turnstile
 		this.dataSource = dataSource;
 	}
 
+	/** Sets a statement's parameters. */
+	@FunctionalInterface
+	private interface Binder
+	{
+		void bind(PreparedStatement ps) throws SQLException;
+	}
+
+	/** Reads the answer from the statement's one row. */
+	@FunctionalInterface
+	private interface Reader<T>
+	{
+		T read(ResultSet rs) throws SQLException;
+	}
+
+	/* Run one statement on a connection of its own and read its one row. */
+	private <T> T queryOne(String sql, Binder binder, Reader<T> reader) throws SQLException
+	{
+		try (Connection conn = dataSource.getConnection();
+			 PreparedStatement ps = conn.prepareStatement(sql))
+		{
+			binder.bind(ps);
+			try (ResultSet rs = ps.executeQuery())
+			{
+				rs.next();
+				return reader.read(rs);
+			}
+		}
+	}
+
 	/** The credential to use now for userId, in the realm "default". */
 	public String credential(long userId) throws SQLException
 	{
@@ -46,17 +75,10 @@ public class Turnstile
 	/** The credential to use now for userId in realm. */
 	public String credential(long userId, String realm) throws SQLException
 	{
-		try (Connection conn = dataSource.getConnection();
-			 PreparedStatement ps = conn.prepareStatement("SELECT turnstile.credential_get(?, ?)"))
-		{
+		return queryOne("SELECT turnstile.credential_get(?, ?)", ps -> {
 			ps.setLong(1, userId);
 			ps.setString(2, realm);
-			try (ResultSet rs = ps.executeQuery())
-			{
-				rs.next();
-				return rs.getString(1);
-			}
-		}
+		}, rs -> rs.getString(1));
 	}
 
 	/**
@@ -66,35 +88,20 @@ public class Turnstile
 	 */
 	public boolean invalidate(long userId, String realm, String credential) throws SQLException
 	{
-		try (Connection conn = dataSource.getConnection();
-			 PreparedStatement ps = conn.prepareStatement(
-				 "SELECT turnstile.credential_invalidate(?, ?, ?)"))
-		{
+		return queryOne("SELECT turnstile.credential_invalidate(?, ?, ?)", ps -> {
 			ps.setLong(1, userId);
 			ps.setString(2, realm);
 			ps.setString(3, credential);
-			try (ResultSet rs = ps.executeQuery())
-			{
-				rs.next();
-				return rs.getBoolean(1);
-			}
-		}
+		}, rs -> rs.getBoolean(1));
 	}
 
 	/** Add delta to a counter (created at 0 if absent); the new value. */
 	public long incr(String name, long delta) throws SQLException
 	{
-		try (Connection conn = dataSource.getConnection();
-			 PreparedStatement ps = conn.prepareStatement("SELECT turnstile.counter_incr(?, ?)"))
-		{
+		return queryOne("SELECT turnstile.counter_incr(?, ?)", ps -> {
 			ps.setString(1, name);
 			ps.setLong(2, delta);
-			try (ResultSet rs = ps.executeQuery())
-			{
-				rs.next();
-				return rs.getLong(1);
-			}
-		}
+		}, rs -> rs.getLong(1));
 	}
 
 	/**
@@ -108,24 +115,16 @@ public class Turnstile
 		long newValue = Math.addExact(expected, delta);
 
 		// counter_cas, not the raising conditional counter_incr: a refusal
-		// is an answer, and leaves a caller's transaction usable
-		try (Connection conn = dataSource.getConnection();
-			 PreparedStatement ps = conn.prepareStatement(
-				 "SELECT applied, value FROM turnstile.counter_cas(?, ?, ?)"))
-		{
-			ps.setString(1, name);
-			ps.setLong(2, expected);
-			ps.setLong(3, newValue);
-			try (ResultSet rs = ps.executeQuery())
-			{
-				rs.next();
-				if (!rs.getBoolean(1))
-				{
-					long current = rs.getLong(2);	/* 0 when NULL: the counter is missing */
-					throw new OutOfSyncException(name, expected, current);
-				}
-				return rs.getLong(2);
-			}
-		}
+		// is an answer, and leaves a caller's transaction usable.  The value
+		// is 0 when NULL: the counter is missing.
+		long[] appliedAndValue = queryOne(
+			"SELECT applied, value FROM turnstile.counter_cas(?, ?, ?)", ps -> {
+				ps.setString(1, name);
+				ps.setLong(2, expected);
+				ps.setLong(3, newValue);
+			}, rs -> new long[] {rs.getBoolean(1) ? 1 : 0, rs.getLong(2)});
+		if (appliedAndValue[0] == 0)
+			throw new OutOfSyncException(name, expected, appliedAndValue[1]);
+		return appliedAndValue[1];
 	}
 }
