@@ -28,7 +28,8 @@ DATA = \
 	pg_turnstile--1.0--1.1.sql \
 	pg_turnstile--1.1--1.2.sql \
 	pg_turnstile--1.2--1.3.sql \
-	pg_turnstile--1.3--1.4.sql
+	pg_turnstile--1.3--1.4.sql \
+	pg_turnstile--1.4--1.5.sql
 PGFILEDESC = "pg_turnstile - exact counters and a serialized credential cache"
 
 REGRESS = \
@@ -36,6 +37,7 @@ REGRESS = \
 	counter_errors \
 	counter_hot \
 	counter_once \
+	counter_bounds \
 	rate_limit \
 	counter_isolation \
 	counter_security \

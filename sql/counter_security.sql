@@ -81,7 +81,7 @@ RESET ROLE;
 
 -- The grants an application role needs for the counters.
 GRANT EXECUTE ON FUNCTION
-	turnstile.counter_create(text, bigint, integer),
+	turnstile.counter_create(text, bigint, integer, bigint, bigint),
 	turnstile.counter_incr(text, bigint),
 	turnstile.counter_incr(text, bigint, bigint),
 	turnstile.counter_decr(text, bigint),

@@ -86,6 +86,10 @@ SELECT realm, user_id, status, logins, validations, failures
   FROM turnstile.credential_status ORDER BY realm, user_id;
 SELECT name, value, version, slots FROM turnstile.counters ORDER BY name;
 
+-- A role granted counter_create keeps it when 1.5 replaces the function.
+CREATE ROLE up_grantee;
+GRANT EXECUTE ON FUNCTION turnstile.counter_create(text, bigint, integer) TO up_grantee;
+
 -- What every step must leave as it is (the probes' counters aside).
 CREATE TABLE up_counters_before AS
 	SELECT * FROM turnstile.counters;
@@ -137,11 +141,14 @@ BEGIN
 	extversion := (SELECT e.extversion = step FROM pg_extension e
 	                WHERE e.extname = 'pg_turnstile');
 
+	-- (the columns 1.0 had: later versions add some)
 	counters := NOT EXISTS (
 		(SELECT * FROM up_counters_before
-		 EXCEPT SELECT * FROM turnstile.counters WHERE name NOT LIKE 'up_probe%')
+		 EXCEPT SELECT name, value, version, slots, created_at, updated_at
+		          FROM turnstile.counters WHERE name NOT LIKE 'up_probe%')
 		UNION ALL
-		(SELECT * FROM turnstile.counters WHERE name NOT LIKE 'up_probe%'
+		(SELECT name, value, version, slots, created_at, updated_at
+		   FROM turnstile.counters WHERE name NOT LIKE 'up_probe%'
 		 EXCEPT SELECT * FROM up_counters_before));
 	credentials := NOT EXISTS (
 		(SELECT realm, user_id, status, issued_at, validated_at, expires_at,
@@ -237,6 +244,24 @@ SELECT version, extversion, counters, credentials, realms, cached,
 -- the walk ended at the default version
 SELECT extversion = :'target' AS at_default_version
   FROM pg_extension WHERE extname = 'pg_turnstile';
+-- 1.5: the counters made before have no bounds, the grant of counter_create
+-- went to its new signature, and bounds work on old and new counters
+SELECT name, value, lower, upper FROM turnstile.counters
+ WHERE name NOT LIKE 'up_probe%' ORDER BY name;
+SELECT has_function_privilege('up_grantee',
+       'turnstile.counter_create(text, bigint, integer, bigint, bigint)', 'EXECUTE')
+       AS grant_kept;
+REVOKE ALL ON FUNCTION turnstile.counter_create(text, bigint, integer, bigint, bigint)
+  FROM up_grantee;
+DROP ROLE up_grantee;
+SELECT turnstile.counter_bounds('up_hot', 0, 200);
+SELECT * FROM turnstile.counter_try_incr('up_hot', -1000);
+SELECT turnstile.counter_decr('up_hot', 1000);
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.counter_create('up_bounded', 5, 4, 0, 10);
+SELECT * FROM turnstile.counter_try_incr('up_bounded', 100, clamp => true);
+SELECT name, value, slots, lower, upper FROM turnstile.counters
+ WHERE name IN ('up_hot', 'up_bounded') ORDER BY name;
 
 --
 -- The upgraded extension against a fresh one: the same member objects, each

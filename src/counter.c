@@ -62,6 +62,8 @@ PG_FUNCTION_INFO_V1(counter_info);
 PG_FUNCTION_INFO_V1(counter_drop);
 PG_FUNCTION_INFO_V1(counter_list);
 PG_FUNCTION_INFO_V1(counter_lock_key);
+PG_FUNCTION_INFO_V1(counter_bounds);
+PG_FUNCTION_INFO_V1(counter_try_incr);
 
 /* The state of one counter, summed over its slots. */
 typedef struct TsCounterState
@@ -73,13 +75,37 @@ typedef struct TsCounterState
 	int32		slots;
 	TimestampTz created_at;
 	TimestampTz updated_at;
+	bool		has_lower;		/* the bounds, kept in every slot row */
+	bool		has_upper;
+	int64		lower;			/* PG_INT64_MIN without a lower bound */
+	int64		upper;			/* PG_INT64_MAX without an upper bound */
 } TsCounterState;
+
+/*
+ * What an increment does when it would take the counter out of its bounds
+ * (or a side without a bound out of the bigint range).
+ */
+typedef enum TsOutOfBounds
+{
+	TS_BOUNDS_RAISE,			/* raise 23514 (22003 past bigint) */
+	TS_BOUNDS_SKIP,				/* add nothing */
+	TS_BOUNDS_CLAMP				/* add what fits */
+} TsOutOfBounds;
 
 /*
  * Statements.  $1 is always the counter name.
  */
 static TsStatement ts_stmt_read = {
-	"SELECT slots, value, version, created_at, updated_at"
+	"SELECT slots, value, version, created_at, updated_at, lower, upper"
+	"  FROM turnstile.counter_slot"
+	" WHERE name OPERATOR(pg_catalog.=) $1",
+	1, {TEXTOID}
+};
+
+/* the same until ALTER EXTENSION UPDATE to 1.5, when counters have no bounds */
+static TsStatement ts_stmt_read_1_4 = {
+	"SELECT slots, value, version, created_at, updated_at,"
+	"       NULL::pg_catalog.int8, NULL::pg_catalog.int8"
 	"  FROM turnstile.counter_slot"
 	" WHERE name OPERATOR(pg_catalog.=) $1",
 	1, {TEXTOID}
@@ -87,10 +113,29 @@ static TsStatement ts_stmt_read = {
 
 /*
  * Add $3 to slot $2, unless the slot value would leave [$4, $5] (overflow)
- * or the counter is not of the kind the caller locked for ($6: hot).  It
- * says how many slots the counter has, for the caller to add the others.
+ * or the slot's share of the bounds, or the counter is not of the kind the
+ * caller locked for ($6: hot).  It says how many slots the counter has, for
+ * the caller to add the others.  The CASE adds only once the value is known
+ * not to overflow: the order of AND's arms is the planner's.
  */
 static TsStatement ts_stmt_add = {
+	"UPDATE turnstile.counter_slot"
+	"   SET value = value OPERATOR(pg_catalog.+) $3,"
+	"       version = version OPERATOR(pg_catalog.+) 1,"
+	"       updated_at = pg_catalog.clock_timestamp()"
+	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
+	"   AND CASE WHEN value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
+	"            THEN (slot_lower IS NULL OR"
+	"                  (value OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.>=) slot_lower)"
+	"             AND (slot_upper IS NULL OR"
+	"                  (value OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.<=) slot_upper)"
+	"            ELSE false END"
+	"   AND (slots OPERATOR(pg_catalog.>) 1) OPERATOR(pg_catalog.=) $6"
+	" RETURNING value, slots",
+	6, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, BOOLOID}
+};
+
+static TsStatement ts_stmt_add_1_4 = {
 	"UPDATE turnstile.counter_slot"
 	"   SET value = value OPERATOR(pg_catalog.+) $3,"
 	"       version = version OPERATOR(pg_catalog.+) 1,"
@@ -102,8 +147,27 @@ static TsStatement ts_stmt_add = {
 	6, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, BOOLOID}
 };
 
-/* Create a counter with value $2 in slot 0 and $3 slots. */
+/*
+ * Create a counter with value $2 in slot 0 and $3 slots, bounds $4 and $5,
+ * and the slots' shares of them (see TsShares): slot 0's [$6, $8], the
+ * others' [$7, $9].
+ */
 static TsStatement ts_stmt_insert = {
+	"INSERT INTO turnstile.counter_slot"
+	"       (name, slot, slots, value, version, created_at, updated_at,"
+	"        lower, upper, slot_lower, slot_upper)"
+	" SELECT $1, s, $3,"
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN 1 ELSE 0 END, t.now, t.now,"
+	"        $4, $5,"
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $6 ELSE $7 END,"
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $8 ELSE $9 END"
+	"   FROM pg_catalog.generate_series(0, $3 OPERATOR(pg_catalog.-) 1) s,"
+	"        (SELECT pg_catalog.clock_timestamp() AS now) t",
+	9, {TEXTOID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID}
+};
+
+static TsStatement ts_stmt_insert_1_4 = {
 	"INSERT INTO turnstile.counter_slot"
 	"       (name, slot, slots, value, version, created_at, updated_at)"
 	" SELECT $1, s, $3,"
@@ -115,7 +179,9 @@ static TsStatement ts_stmt_insert = {
 };
 
 /*
- * Set a counter to $2: slot 0 takes the value, the other slots go to zero.
+ * Set a counter to $2 and its bounds to $3 and $4, and deal the room out
+ * again (see TsShares): slot 0 takes the value and the share [$5, $7], the
+ * other slots go to zero with the share [$6, $8].
  * Every slot row is written, zero or not: the written rows hold the counter
  * until this transaction ends (keylock.c), and a hot increment must not slip
  * into a slot this set left alone, or the increment would return a total
@@ -124,6 +190,22 @@ static TsStatement ts_stmt_insert = {
  * (the sum of its slot versions) grows by the rows that changed.
  */
 static TsStatement ts_stmt_set = {
+	"UPDATE turnstile.counter_slot"
+	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
+	"       version = version OPERATOR(pg_catalog.+)"
+	"                 CASE WHEN slot OPERATOR(pg_catalog.=) 0"
+	"                        OR value OPERATOR(pg_catalog.<>) 0 THEN 1 ELSE 0 END,"
+	"       updated_at = CASE WHEN slot OPERATOR(pg_catalog.=) 0"
+	"                          OR value OPERATOR(pg_catalog.<>) 0"
+	"                         THEN pg_catalog.clock_timestamp() ELSE updated_at END,"
+	"       lower = $3, upper = $4,"
+	"       slot_lower = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $5 ELSE $6 END,"
+	"       slot_upper = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $7 ELSE $8 END"
+	" WHERE name OPERATOR(pg_catalog.=) $1",
+	8, {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID}
+};
+
+static TsStatement ts_stmt_set_1_4 = {
 	"UPDATE turnstile.counter_slot"
 	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
 	"       version = version OPERATOR(pg_catalog.+)"
@@ -148,11 +230,68 @@ static TsStatement ts_stmt_list = {
 	"             AND pg_catalog.sum(value) OPERATOR(pg_catalog.<=) 9223372036854775807"
 	"            THEN pg_catalog.sum(value)::pg_catalog.int8 END,"
 	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots),"
+	"       pg_catalog.min(created_at), pg_catalog.max(updated_at),"
+	"       pg_catalog.max(lower), pg_catalog.max(upper)"
+	"  FROM turnstile.counter_slot"
+	" GROUP BY name ORDER BY name",
+	0, {InvalidOid}
+};
+
+static TsStatement ts_stmt_list_1_4 = {
+	"SELECT name,"
+	"       CASE WHEN pg_catalog.sum(value) OPERATOR(pg_catalog.>=) -9223372036854775808"
+	"             AND pg_catalog.sum(value) OPERATOR(pg_catalog.<=) 9223372036854775807"
+	"            THEN pg_catalog.sum(value)::pg_catalog.int8 END,"
+	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots),"
 	"       pg_catalog.min(created_at), pg_catalog.max(updated_at)"
 	"  FROM turnstile.counter_slot"
 	" GROUP BY name ORDER BY name",
 	0, {InvalidOid}
 };
+
+/* The statement for the installed SQL version: counter_slot has bounds since 1.5. */
+static inline TsStatement *
+ts_counter_stmt(TsStatement *stmt, TsStatement *stmt_1_4)
+{
+	return ts_counter_has_bounds() ? stmt : stmt_1_4;
+}
+
+/*
+ * The slots' shares of a counter's bounds (the escrow).  The room between
+ * the value and each bound is dealt out evenly over the slots, slot 0
+ * taking what does not divide.  A slot whose value stays within its share
+ * needs to know nothing about the others: the shares of all the slots add
+ * up to the bounds, so the sum of the slots stays within them.  Slot 0
+ * holds the value; the others hold 0, with the share [-room, room].
+ * Computed in 128 bits: the room may be all of the bigint range, and a
+ * share of it (half at most, as there are at least two slots) fits again.
+ */
+typedef struct TsShares
+{
+	Datum		args[6];		/* lower, upper, slot 0's lower, the others'
+								 * lower, slot 0's upper, the others' upper */
+	char		nulls[6];		/* 'n' where unbounded */
+} TsShares;
+
+static void
+ts_counter_shares(const TsCounterState *state, int64 value, int32 slots, TsShares *shares)
+{
+	int128		lower_room = ((int128) value - state->lower) / slots;
+	int128		upper_room = ((int128) state->upper - value) / slots;
+
+	memset(shares->nulls, ' ', sizeof(shares->nulls));
+	shares->args[0] = Int64GetDatum(state->lower);
+	shares->args[1] = Int64GetDatum(state->upper);
+	shares->args[2] = Int64GetDatum((int64) (state->lower + (slots - 1) * lower_room));
+	shares->args[4] = Int64GetDatum((int64) (state->upper - (slots - 1) * upper_room));
+	/* with one slot there are no others, and their room may not fit */
+	shares->args[3] = Int64GetDatum(slots > 1 ? (int64) -lower_room : 0);
+	shares->args[5] = Int64GetDatum(slots > 1 ? (int64) upper_room : 0);
+	if (!state->has_lower)
+		shares->nulls[0] = shares->nulls[2] = shares->nulls[3] = 'n';
+	if (!state->has_upper)
+		shares->nulls[1] = shares->nulls[4] = shares->nulls[5] = 'n';
+}
 
 /*
  * Read the name argument and compute its key.
@@ -176,6 +315,49 @@ ts_report_overflow(const TsCounter *counter, int64 value, int64 delta)
 }
 
 /*
+ * Does target, a value a call would give the counter, stay within its
+ * bounds?  If not, and how is TS_BOUNDS_RAISE, raise: 23514 for a bound the
+ * counter has, 22003 for the end of the bigint range on a side without one
+ * (which only an increment can reach).  The DETAIL gives the change: delta,
+ * or for a call that sets the counter, the value it sets.
+ */
+static bool
+ts_counter_within(const TsCounter *counter, const TsCounterState *state, int128 target,
+				  TsOutOfBounds how, int64 delta, bool sets)
+{
+	bool		below = target < state->lower;
+	bool		bounded = below ? state->has_lower : state->has_upper;
+	char	   *change;
+
+	if (!below && target <= state->upper)
+		return true;
+	if (how != TS_BOUNDS_RAISE)
+		return false;
+	if (!bounded)
+		ts_report_overflow(counter, state->value, delta);
+	change = sets ? psprintf("change to " INT64_FORMAT, (int64) target) :
+		psprintf("change " INT64_FORMAT, delta);
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 below ?
+			 errmsg("counter \"%s\" would go below its lower bound", counter->name) :
+			 errmsg("counter \"%s\" would go above its upper bound", counter->name),
+			 below ?
+			 errdetail("Current value " INT64_FORMAT ", %s, lower bound " INT64_FORMAT ".",
+					   state->value, change, state->lower) :
+			 errdetail("Current value " INT64_FORMAT ", %s, upper bound " INT64_FORMAT ".",
+					   state->value, change, state->upper)));
+	return false;				/* not reached */
+}
+
+/* ts_counter_within for a call that sets the counter to value */
+static void
+ts_counter_check_set(const TsCounter *counter, const TsCounterState *state, int64 value)
+{
+	(void) ts_counter_within(counter, state, value, TS_BOUNDS_RAISE, 0, true);
+}
+
+/*
  * Read a counter's state with the given snapshot: the sum over its slots.
  * Runs inside a store session.
  */
@@ -186,10 +368,13 @@ ts_counter_read(const TsCounter *counter, Snapshot snapshot, TsCounterState *sta
 	int			rows;
 
 	/* not read-only: SPI then lets the snapshot see this call's own writes */
-	rows = ts_store_exec(&ts_stmt_read, args, NULL, snapshot, false);
+	rows = ts_store_exec(ts_counter_stmt(&ts_stmt_read, &ts_stmt_read_1_4), args, NULL,
+						 snapshot, false);
 
 	memset(state, 0, sizeof(*state));
 	state->exists = rows > 0;
+	state->lower = PG_INT64_MIN;
+	state->upper = PG_INT64_MAX;
 
 	for (int row = 0; row < rows; row++)
 	{
@@ -198,8 +383,25 @@ ts_counter_read(const TsCounter *counter, Snapshot snapshot, TsCounterState *sta
 		int64		version = DatumGetInt64(ts_store_value(row, 3, &isnull));
 		TimestampTz created_at = DatumGetTimestampTz(ts_store_value(row, 4, &isnull));
 		TimestampTz updated_at = DatumGetTimestampTz(ts_store_value(row, 5, &isnull));
+		Datum		upper;
 
 		state->slots = DatumGetInt32(ts_store_value(row, 1, &isnull));
+		if (row == 0)
+		{
+			Datum		lower = ts_store_value(row, 6, &isnull);
+
+			if (!isnull)
+			{
+				state->has_lower = true;
+				state->lower = DatumGetInt64(lower);
+			}
+			upper = ts_store_value(row, 7, &isnull);
+			if (!isnull)
+			{
+				state->has_upper = true;
+				state->upper = DatumGetInt64(upper);
+			}
+		}
 		if (pg_add_s64_overflow(state->value, value, &state->value))
 			state->overflowed = true;
 		state->version += version;
@@ -256,11 +458,14 @@ ts_counter_check_unchanged(const TsCounter *counter, Snapshot snapshot)
 	ts_policy_release(latest_snapshot);
 
 	/*
-	 * created_at tells a counter dropped and created again, and slots one
-	 * that grew (grow.c), which changes neither its value nor its version
+	 * created_at tells a counter dropped and created again, slots one that
+	 * grew (grow.c), and the bounds a counter_bounds: none of these changes
+	 * the value or the version
 	 */
 	if (seen.exists != latest.exists || seen.version != latest.version ||
-		seen.created_at != latest.created_at || seen.slots != latest.slots)
+		seen.created_at != latest.created_at || seen.slots != latest.slots ||
+		seen.lower != latest.lower || seen.upper != latest.upper ||
+		seen.has_lower != latest.has_lower || seen.has_upper != latest.has_upper)
 		ts_report_changed(counter);
 }
 
@@ -330,49 +535,85 @@ ts_exclusive_call_end(const TsCounter *counter, TsExclusiveCall *call)
 	ts_store_close(&call->session);
 }
 
+/*
+ * Create a counter with value and slots, and the bounds in bounds (which
+ * the caller checked value against).
+ */
 static void
-ts_counter_insert(const TsCounter *counter, Snapshot snapshot, int64 value, int32 slots)
+ts_counter_insert(const TsCounter *counter, Snapshot snapshot, int64 value, int32 slots,
+				  const TsCounterState *bounds)
 {
-	Datum		args[3] = {
+	Datum		args[9] = {
 		CStringGetTextDatum(counter->name), Int64GetDatum(value), Int32GetDatum(slots)
 	};
+	char		nulls[9] = "   ";
+	TsShares	shares;
 
-	ts_store_exec(&ts_stmt_insert, args, NULL, snapshot, false);
+	ts_counter_shares(bounds, value, slots, &shares);
+	memcpy(&args[3], shares.args, sizeof(shares.args));
+	memcpy(&nulls[3], shares.nulls, sizeof(shares.nulls));
+	ts_store_exec(ts_counter_stmt(&ts_stmt_insert, &ts_stmt_insert_1_4), args, nulls,
+				  snapshot, false);
 }
 
 /*
- * Set an existing counter to value, or create it (one slot) with that value.
+ * Set an existing counter to value, or create it (one slot, no bounds) with
+ * that value.  The value is within the bounds in state, which the counter
+ * takes, and the room left is dealt out to its slots again.
  */
 static void
 ts_counter_write(const TsCounter *counter, Snapshot snapshot,
 				 const TsCounterState *state, int64 value)
 {
-	Datum		args[2] = {CStringGetTextDatum(counter->name), Int64GetDatum(value)};
+	Datum		args[8] = {CStringGetTextDatum(counter->name), Int64GetDatum(value)};
+	char		nulls[8] = "  ";
+	TsShares	shares;
 
-	if (state->exists)
-		ts_store_exec(&ts_stmt_set, args, NULL, snapshot, false);
-	else
-		ts_counter_insert(counter, snapshot, value, 1);
+	if (!state->exists)
+	{
+		ts_counter_insert(counter, snapshot, value, 1, state);
+		return;
+	}
+	ts_counter_shares(state, value, state->slots, &shares);
+	memcpy(&args[2], shares.args, sizeof(shares.args));
+	memcpy(&nulls[2], shares.nulls, sizeof(shares.nulls));
+	ts_store_exec(ts_counter_stmt(&ts_stmt_set, &ts_stmt_set_1_4), args, nulls,
+				  snapshot, false);
 }
 
 /*
  * The exclusive path of an increment: with the counter locked exclusively,
- * create it if absent and set it to its exact total plus delta.
+ * create it if absent and set it to its exact total plus delta, if that
+ * stays within its bounds (else as how says; *applied is what was added).
+ * Writing the total deals the room left out to the slots again, which is
+ * what a hot bounded counter's increment that ran out of its slot's share
+ * came here for.
  */
 static int64
-ts_counter_add_exclusive(const TsCounter *counter, int64 delta)
+ts_counter_add_exclusive(const TsCounter *counter, int64 delta, TsOutOfBounds how,
+						 int64 *applied)
 {
 	Snapshot	snapshot = ts_counter_begin_exclusive(counter);
 	TsCounterState state;
-	int64		result;
+	int128		target;
 
 	ts_counter_read(counter, snapshot, &state);
-	if (pg_add_s64_overflow(ts_counter_value(counter, &state), delta, &result))
-		ts_report_overflow(counter, state.value, delta);
-	ts_counter_write(counter, snapshot, &state, result);
+	target = (int128) ts_counter_value(counter, &state) + delta;
+	if (!ts_counter_within(counter, &state, target, how, delta, false))
+	{
+		if (how == TS_BOUNDS_SKIP)
+			target = state.value;
+		else
+			target = target < state.lower ? state.lower : state.upper;
+	}
+	/* within the bounds; the change is no larger than delta, so it fits */
+	*applied = (int64) (target - state.value);
+	/* an increment that applies writes, even of 0; one that adds nothing does not */
+	if (*applied == delta || *applied != 0)
+		ts_counter_write(counter, snapshot, &state, (int64) target);
 
 	ts_counter_end_exclusive(counter, snapshot);
-	return result;
+	return (int64) target;
 }
 
 /*
@@ -424,7 +665,8 @@ ts_counter_slot_add_sql(const TsCounter *counter, int slot, int expected_slots,
 
 	memset(added, 0, sizeof(*added));
 	ts_store_open(&session);
-	if (ts_store_exec(&ts_stmt_add, args, NULL, snapshot, false) == 1)
+	if (ts_store_exec(ts_counter_stmt(&ts_stmt_add, &ts_stmt_add_1_4), args, NULL,
+					  snapshot, false) == 1)
 	{
 		added->slot_value = DatumGetInt64(ts_store_value(0, 1, &isnull));
 		added->slots = DatumGetInt32(ts_store_value(0, 2, &isnull));
@@ -571,7 +813,9 @@ ts_counter_add_plain(const TsCounter *counter, int64 delta, int64 *result,
 }
 
 /*
- * Add delta to a counter and return its new total.
+ * Add delta to a counter and return its new total; *applied is what was
+ * added, which is delta unless it would leave the bounds and how is
+ * TS_BOUNDS_SKIP or TS_BOUNDS_CLAMP.
  *
  * The fast path updates one slot (counter_slot.c) under the locks chosen for the
  * slot count we expect (see the header comment on hot counters).  It adds
@@ -581,8 +825,9 @@ ts_counter_add_plain(const TsCounter *counter, int64 delta, int64 *result,
  * locks), and the increment starts over.  The locks of a call last for the
  * call only: its written row holds the counter afterwards (keylock.c).
  */
-int64
-ts_counter_add(const TsCounter *counter, int64 delta)
+static int64
+ts_counter_add_bounded(const TsCounter *counter, int64 delta, TsOutOfBounds how,
+					   int64 *applied)
 {
 	int			slots;
 	int64		result;
@@ -609,7 +854,10 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 			{
 				outcome = ts_counter_add_plain(counter, delta, &result, &slots, &writer);
 				if (outcome == TS_SLOT_ADDED)
+				{
+					*applied = delta;
 					return result;
+				}
 				if (outcome == TS_SLOT_BUSY)
 				{
 					ts_counter_wait_writer(counter->key, writer, counter->name);
@@ -630,7 +878,10 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 			outcome = ts_counter_add_plain(counter, delta, &result, &slots, &writer);
 		}
 		if (outcome == TS_SLOT_ADDED)
+		{
+			*applied = delta;
 			return result;
+		}
 		if (outcome != TS_SLOT_BUSY)
 			break;
 		/* without a writer, only calls held the slots, and one has ended */
@@ -640,13 +891,56 @@ ts_counter_add(const TsCounter *counter, int64 delta)
 
 	ts_counter_slots_remember(counter->key, 1);
 	ts_store_open(&session);
-	result = ts_counter_add_exclusive(counter, delta);
+	result = ts_counter_add_exclusive(counter, delta, how, applied);
 	ts_store_close(&session);
 	return result;
 }
 
 /*
- * counter_create(name, initial = 0, slots = 1) -> bigint
+ * Add delta to a counter and return its new total; raise if that would
+ * leave its bounds.
+ */
+int64
+ts_counter_add(const TsCounter *counter, int64 delta)
+{
+	int64		applied;
+
+	return ts_counter_add_bounded(counter, delta, TS_BOUNDS_RAISE, &applied);
+}
+
+/*
+ * Read bounds from arguments lower_arg and lower_arg + 1 (NULL: none) into
+ * bounds, refusing a lower bound above the upper one as CREATE SEQUENCE
+ * refuses MINVALUE above MAXVALUE.
+ */
+static void
+ts_bounds_from_args(FunctionCallInfo fcinfo, int lower_arg, const TsCounter *counter,
+					TsCounterState *bounds)
+{
+	bounds->has_lower = !PG_ARGISNULL(lower_arg);
+	bounds->has_upper = !PG_ARGISNULL(lower_arg + 1);
+	bounds->lower = bounds->has_lower ? PG_GETARG_INT64(lower_arg) : PG_INT64_MIN;
+	bounds->upper = bounds->has_upper ? PG_GETARG_INT64(lower_arg + 1) : PG_INT64_MAX;
+	if (bounds->lower > bounds->upper)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lower bound " INT64_FORMAT " is above upper bound " INT64_FORMAT,
+						bounds->lower, bounds->upper),
+				 errdetail("Counter \"%s\" was not changed.", counter->name)));
+	if ((bounds->has_lower || bounds->has_upper) && !ts_counter_has_bounds())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("counter bounds need pg_turnstile 1.5"),
+				 errhint("Run ALTER EXTENSION pg_turnstile UPDATE.")));
+}
+
+/*
+ * counter_create(name, initial = 0, slots = 1, lower = NULL, upper = NULL)
+ *	 -> bigint
+ *
+ * A counter that exists keeps its slots and bounds (counter_bounds changes
+ * them).  Before ALTER EXTENSION UPDATE to 1.5 the SQL function has three
+ * arguments.
  */
 Datum
 counter_create(PG_FUNCTION_ARGS)
@@ -654,6 +948,7 @@ counter_create(PG_FUNCTION_ARGS)
 	TsCounter	counter;
 	int64		initial;
 	int32		slots;
+	TsCounterState bounds = {.lower = PG_INT64_MIN, .upper = PG_INT64_MAX};
 	TsExclusiveCall call;
 
 	ts_counter_from_arg(fcinfo, &counter);
@@ -665,11 +960,22 @@ counter_create(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("slots must be between 1 and %d", TURNSTILE_SLOTS_MAX),
 				 errdetail("Counter \"%s\" was given %d slots.", counter.name, slots)));
+	if (PG_NARGS() >= 5)
+		ts_bounds_from_args(fcinfo, 3, &counter, &bounds);
 
 	ts_exclusive_call_begin(&counter, &call);
 	if (!call.state.exists)
 	{
-		ts_counter_insert(&counter, call.snapshot, initial, slots);
+		if (!ts_counter_within(&counter, &bounds, initial, TS_BOUNDS_SKIP, 0, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 initial < bounds.lower ?
+					 errmsg("counter \"%s\" would go below its lower bound", counter.name) :
+					 errmsg("counter \"%s\" would go above its upper bound", counter.name),
+					 errdetail("Initial value " INT64_FORMAT ", %s bound " INT64_FORMAT ".",
+							   initial, initial < bounds.lower ? "lower" : "upper",
+							   initial < bounds.lower ? bounds.lower : bounds.upper)));
+		ts_counter_insert(&counter, call.snapshot, initial, slots, &bounds);
 		call.state.value = initial;
 	}
 	ts_exclusive_call_end(&counter, &call);
@@ -740,8 +1046,9 @@ counter_incr_expected(PG_FUNCTION_ARGS)
 				 errdetail("Expected value " INT64_FORMAT ", current value 0 (the counter does not exist).",
 						   expected),
 				 errhint("Retry with the current value as expected.")));
-	if (pg_add_s64_overflow(call.state.value, delta, &result))
-		ts_report_overflow(&counter, call.state.value, delta);
+	(void) ts_counter_within(&counter, &call.state, (int128) call.state.value + delta,
+							 TS_BOUNDS_RAISE, delta, false);
+	result = call.state.value + delta;
 	ts_counter_write(&counter, call.snapshot, &call.state, result);
 	ts_exclusive_call_end(&counter, &call);
 
@@ -778,6 +1085,7 @@ counter_cas(PG_FUNCTION_ARGS)
 	applied = (ts_counter_value(&counter, &call.state) == expected);
 	if (applied)
 	{
+		ts_counter_check_set(&counter, &call.state, new_value);
 		ts_counter_write(&counter, call.snapshot, &call.state, new_value);
 		ts_counter_read(&counter, call.snapshot, &call.state);
 	}
@@ -846,6 +1154,7 @@ counter_set(PG_FUNCTION_ARGS)
 	value = ts_int64_arg(fcinfo, 1, "value");
 
 	ts_exclusive_call_begin(&counter, &call);
+	ts_counter_check_set(&counter, &call.state, value);
 	ts_counter_write(&counter, call.snapshot, &call.state, value);
 	ts_exclusive_call_end(&counter, &call);
 
@@ -876,9 +1185,9 @@ counter_drop(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(rows > 0);
 }
 
-/* The columns of turnstile.counter_state. */
+/* The columns of turnstile.counter_state; the last two since 1.5. */
 static const Oid ts_counter_state_types[] = {
-	TEXTOID, INT8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID
+	TEXTOID, INT8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID
 };
 
 /*
@@ -892,19 +1201,22 @@ counter_info(PG_FUNCTION_ARGS)
 
 	ts_counter_from_arg(fcinfo, &counter);
 	InitMaterializedSRF(fcinfo, 0);
-	ts_check_row_type(fcinfo, lengthof(ts_counter_state_types), ts_counter_state_types);
+	ts_check_row_type(fcinfo, lengthof(ts_counter_state_types) - (ts_counter_has_bounds() ? 0 : 2),
+					  ts_counter_state_types);
 	ts_counter_read_unlocked(&counter, &state);
 
 	if (state.exists)
 	{
-		Datum		values[6] = {
+		Datum		values[8] = {
 			CStringGetTextDatum(counter.name),
 			Int64GetDatum(ts_counter_value(&counter, &state)),
 			Int64GetDatum(state.version), Int32GetDatum(state.slots),
 			TimestampTzGetDatum(state.created_at),
-			TimestampTzGetDatum(state.updated_at)
+			TimestampTzGetDatum(state.updated_at),
+			Int64GetDatum(state.lower), Int64GetDatum(state.upper)
 		};
-		bool		nulls[6] = {false, false, false, false, false, false};
+		bool		nulls[8] = {false, false, false, false, false, false,
+		!state.has_lower, !state.has_upper};
 
 		ts_put_row(fcinfo, values, nulls);
 	}
@@ -924,7 +1236,7 @@ counter_list(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
-	ts_store_materialize(fcinfo, &ts_stmt_list, snapshot);
+	ts_store_materialize(fcinfo, ts_counter_stmt(&ts_stmt_list, &ts_stmt_list_1_4), snapshot);
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 
@@ -942,4 +1254,83 @@ counter_lock_key(PG_FUNCTION_ARGS)
 
 	ts_counter_from_arg(fcinfo, &counter);
 	PG_RETURN_INT64((int64) counter.key);
+}
+
+/*
+ * counter_bounds(name, lower, upper) -> void
+ *
+ * Give an existing counter new bounds, refusing any that exclude its value;
+ * the room is dealt out to its slots anew.
+ */
+Datum
+counter_bounds(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	TsCounterState bounds;
+	TsExclusiveCall call;
+	int64		value;
+
+	ts_counter_from_arg(fcinfo, &counter);
+	ts_bounds_from_args(fcinfo, 1, &counter, &bounds);
+
+	ts_exclusive_call_begin(&counter, &call);
+	if (!call.state.exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("counter \"%s\" does not exist", counter.name),
+				 errhint("Create it with its bounds: counter_create(name, initial, slots, lower, upper).")));
+	value = ts_counter_value(&counter, &call.state);
+	if (value < bounds.lower || value > bounds.upper)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("bounds exclude the value of counter \"%s\"", counter.name),
+				 value < bounds.lower ?
+				 errdetail("Current value " INT64_FORMAT ", new lower bound " INT64_FORMAT ".",
+						   value, bounds.lower) :
+				 errdetail("Current value " INT64_FORMAT ", new upper bound " INT64_FORMAT ".",
+						   value, bounds.upper)));
+	bounds.exists = true;
+	bounds.slots = call.state.slots;
+	ts_counter_write(&counter, call.snapshot, &bounds, value);
+	ts_exclusive_call_end(&counter, &call);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * counter_try_incr(name, delta, clamp = false)
+ *	 -> (applied, value, applied_delta)
+ *
+ * counter_incr that does not raise at a bound: it adds delta if the counter
+ * stays within its bounds, else nothing, or with clamp as much as fits (up
+ * to the bound, or the end of the bigint range on a side without one).
+ * applied says whether all of delta was added, applied_delta how much was;
+ * value is the counter's value after the call either way.
+ */
+Datum
+counter_try_incr(PG_FUNCTION_ARGS)
+{
+	TsCounter	counter;
+	int64		delta;
+	bool		clamp;
+	int64		applied_delta;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	ts_counter_from_arg(fcinfo, &counter);
+	delta = ts_int64_arg(fcinfo, 1, "delta");
+	ts_require_arg(PG_ARGISNULL(2), "clamp");
+	clamp = PG_GETARG_BOOL(2);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "counter_try_incr must return a record");
+
+	values[1] = Int64GetDatum(ts_counter_add_bounded(&counter, delta,
+													 clamp ? TS_BOUNDS_CLAMP : TS_BOUNDS_SKIP,
+													 &applied_delta));
+	values[0] = BoolGetDatum(applied_delta == delta);
+	values[2] = Int64GetDatum(applied_delta);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
 }

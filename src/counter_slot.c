@@ -112,6 +112,17 @@ ts_counter_slot_init(void)
 
 
 /*
+ * Can counters have bounds?  Not until ALTER EXTENSION UPDATE to 1.5 adds
+ * their columns.
+ */
+bool
+ts_counter_has_bounds(void)
+{
+	ts_relaccess_lookup();
+	return ts_rels.counter_has_bounds;
+}
+
+/*
  * A counter's slot count as its slot 0 row shows it in the latest committed
  * state, read without a lock; 1 if the counter does not exist (it will be
  * created plain).  The caller locks accordingly and then reads again, so a
@@ -173,6 +184,8 @@ typedef struct TsSlotRows
 	HeapTuple	own;			/* a copy of the row of the slot to update */
 	int64		own_value;
 	int64		own_version;
+	int64		own_lower;		/* the slot's share of the bounds (escrow): */
+	int64		own_upper;		/* its value stays in [own_lower, own_upper] */
 	int32		slots;			/* the counter's slot count, from that row */
 	int64		others;			/* the sum of the other slots' values */
 	bool		others_overflowed;
@@ -265,11 +278,23 @@ ts_counter_slot_taken(uint64 key, int slot)
 }
 
 /*
+ * A bound column of a slot row, or the end of the bigint range on its side
+ * when it is NULL (unbounded) or, until ALTER EXTENSION UPDATE to 1.5, absent.
+ */
+static inline int64
+ts_slot_bound(const Datum *values, const bool *isnull, AttrNumber attnum, int64 none)
+{
+	if (attnum == InvalidAttrNumber || isnull[attnum - 1])
+		return none;
+	return DatumGetInt64(values[attnum - 1]);
+}
+
+/*
  * Count one slot row, given its columns, into rows: the row of the slot to
  * update is copied, the others are summed.
  */
 static void
-ts_slot_rows_take(TsSlotRows *rows, int slot, Datum *values, HeapTuple tuple)
+ts_slot_rows_take(TsSlotRows *rows, int slot, Datum *values, bool *isnull, HeapTuple tuple)
 {
 	int64		value = DatumGetInt64(values[ts_rels.counter_value - 1]);
 
@@ -280,6 +305,10 @@ ts_slot_rows_take(TsSlotRows *rows, int slot, Datum *values, HeapTuple tuple)
 		rows->own = heap_copytuple(tuple);
 		rows->own_value = value;
 		rows->own_version = DatumGetInt64(values[ts_rels.counter_version - 1]);
+		rows->own_lower = ts_slot_bound(values, isnull, ts_rels.counter_slot_lower,
+										PG_INT64_MIN);
+		rows->own_upper = ts_slot_bound(values, isnull, ts_rels.counter_slot_upper,
+										PG_INT64_MAX);
 		rows->slots = DatumGetInt32(values[ts_rels.counter_slots - 1]);
 	}
 	else if (pg_add_s64_overflow(rows->others, value, &rows->others))
@@ -324,7 +353,7 @@ ts_slot_rows_by_index(Relation rel, const char *name, uint64 key, int slot, int 
 			continue;			/* no version the snapshot shows */
 		tuple = ExecFetchSlotHeapTuple(tuple_slot, false, &should_free);
 		slot_getallattrs(tuple_slot);
-		ts_slot_rows_take(rows, slot, tuple_slot->tts_values, tuple);
+		ts_slot_rows_take(rows, slot, tuple_slot->tts_values, tuple_slot->tts_isnull, tuple);
 		/* in primary key order, so slot i is the i-th row if all are there */
 		slot_no = DatumGetInt32(tuple_slot->tts_values[ts_rels.counter_slot_no - 1]);
 		if (slot_no == nroots && nroots < TS_SLOT_MEMO_SLOTS)
@@ -477,7 +506,7 @@ ts_slot_row_at_root(Relation rel, Buffer buffer, BlockNumber block, TsSlotMemo *
 				DatumGetInt32(values[ts_rels.counter_slots - 1]) == memo->nroots;
 		}
 		if (found)
-			ts_slot_rows_take(rows, lookup->slot, values, &tuple);
+			ts_slot_rows_take(rows, lookup->slot, values, isnull, &tuple);
 	}
 	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
 	return found;
@@ -739,7 +768,9 @@ ts_slot_writable(Relation rel, const TsSlotRows *rows, Snapshot snapshot,
  * slot (the counter is missing or was created anew with fewer slots), a
  * counter that is hot where a plain one was expected or the reverse
  * (added->slots tells the actual count), or a slot value that would leave
- * the bigint range.  Nothing was written then,
+ * the bigint range or the slot's share of the counter's bounds (only the
+ * exclusive path can tell whether the counter as a whole has room: it sees
+ * every slot, and deals the room out again).  Nothing was written then,
  * and the caller chooses other locks.  On TS_SLOT_ADDED, *added tells the
  * slot's new value, the counter's actual slot count, and, if the read
  * covered every slot, the sum of the others.
@@ -773,7 +804,8 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 
 	/* a lock chosen for a plain counter does not fit a hot one, or back */
 	if (rows.own == NULL || (rows.slots > 1) != (expected_slots > 1) ||
-		pg_add_s64_overflow(rows.own_value, delta, &added->slot_value))
+		pg_add_s64_overflow(rows.own_value, delta, &added->slot_value) ||
+		added->slot_value < rows.own_lower || added->slot_value > rows.own_upper)
 		result = TS_SLOT_NOT_ADDED;
 	else
 		result = ts_slot_writable(rel, &rows, snapshot, added);

@@ -77,9 +77,32 @@ static TsStatement ts_stmt_find = {
  * Give counter $1 $3 slots instead of $2: every row shows the new count, and
  * the new slots start at zero.  Neither the value nor the version moves (the
  * sums over the slots stay the same), nor updated_at: the new rows carry the
- * counter's created_at, like the rows it was created with.
+ * counter's created_at, like the rows it was created with.  The new slots of
+ * a bounded counter get no share of its room ([0, 0]), since the shares of
+ * the old ones add up to the bounds already: their increments go to the
+ * exclusive path, which deals the room out again over all the slots.
  */
 static TsStatement ts_stmt_grow = {
+	"WITH grown AS ("
+	"  UPDATE turnstile.counter_slot SET slots = $3"
+	"   WHERE name OPERATOR(pg_catalog.=) $1 AND slots OPERATOR(pg_catalog.=) $2"
+	"  RETURNING created_at, lower, upper)"
+	" INSERT INTO turnstile.counter_slot"
+	"        (name, slot, slots, value, version, created_at, updated_at,"
+	"         lower, upper, slot_lower, slot_upper)"
+	" SELECT $1, s, $3, 0, 0, c.created_at, c.created_at, c.lower, c.upper,"
+	"        CASE WHEN c.lower IS NOT NULL THEN 0 END,"
+	"        CASE WHEN c.upper IS NOT NULL THEN 0 END"
+	"   FROM pg_catalog.generate_series($2, $3 OPERATOR(pg_catalog.-) 1) s,"
+	"        (SELECT pg_catalog.min(created_at) AS created_at,"
+	"                pg_catalog.min(lower) AS lower, pg_catalog.min(upper) AS upper"
+	"           FROM grown) c"
+	"  WHERE c.created_at IS NOT NULL",
+	3, {TEXTOID, INT4OID, INT4OID}
+};
+
+/* the same until ALTER EXTENSION UPDATE to 1.5, when counters have no bounds */
+static TsStatement ts_stmt_grow_1_4 = {
 	"WITH grown AS ("
 	"  UPDATE turnstile.counter_slot SET slots = $3"
 	"   WHERE name OPERATOR(pg_catalog.=) $1 AND slots OPERATOR(pg_catalog.=) $2"
@@ -195,7 +218,7 @@ ts_grow_worker_main(Datum main_arg)
 
 			args[0] = CStringGetTextDatum(name);
 			args[2] = Int32GetDatum(request.to_slots);
-			if (ts_store_exec(&ts_stmt_grow, args, NULL, InvalidSnapshot, false) > 0)
+			if (ts_store_exec(ts_counter_has_bounds() ? &ts_stmt_grow : &ts_stmt_grow_1_4, args, NULL, InvalidSnapshot, false) > 0)
 				ereport(DEBUG1,
 						(errmsg("hot counter \"%s\" grew from %d to %d slots",
 								name, request.from_slots, request.to_slots)));

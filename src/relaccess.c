@@ -148,13 +148,15 @@ ts_relaccess_relid(const char *name, Oid nspid)
  * here first (ts_store_open), so one check covers both.
  */
 static AttrNumber
-ts_relaccess_attnum(Oid relid, const char *column, Oid type)
+ts_relaccess_attnum(Oid relid, const char *column, Oid type, bool missing_ok)
 {
 	HeapTuple	tuple = SearchSysCacheAttName(relid, column);
 	Form_pg_attribute att;
 	AttrNumber	attnum;
 	Oid			atttype;
 
+	if (!HeapTupleIsValid(tuple) && missing_ok)
+		return InvalidAttrNumber;
 	if (!HeapTupleIsValid(tuple))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -218,12 +220,15 @@ typedef struct TsColumn
 	const char *name;
 	Oid			type;
 	size_t		attnum;			/* offsetof(TsRels, its number), or TS_NO_MEMBER */
+	bool		since_1_5;		/* absent until ALTER EXTENSION UPDATE to 1.5 */
 } TsColumn;
 
 #define TS_COLUMN(table, name, type, member) \
-	{offsetof(TsRels, table), name, type, offsetof(TsRels, member)}
+	{offsetof(TsRels, table), name, type, offsetof(TsRels, member), false}
 #define TS_COLUMN_SQL(table, name, type) \
-	{offsetof(TsRels, table), name, type, TS_NO_MEMBER}
+	{offsetof(TsRels, table), name, type, TS_NO_MEMBER, false}
+#define TS_COLUMN_1_5(table, name, type, member) \
+	{offsetof(TsRels, table), name, type, offsetof(TsRels, member), true}
 
 static const TsColumn ts_columns[] = {
 	TS_COLUMN(realm, "realm_id", INT4OID, realm_id),
@@ -258,6 +263,10 @@ static const TsColumn ts_columns[] = {
 	TS_COLUMN(counter_slot, "version", INT8OID, counter_version),
 	TS_COLUMN(counter_slot, "updated_at", TIMESTAMPTZOID, counter_updated_at),
 	TS_COLUMN_SQL(counter_slot, "created_at", TIMESTAMPTZOID),
+	TS_COLUMN_1_5(counter_slot, "lower", INT8OID, counter_lower),
+	TS_COLUMN_1_5(counter_slot, "upper", INT8OID, counter_upper),
+	TS_COLUMN_1_5(counter_slot, "slot_lower", INT8OID, counter_slot_lower),
+	TS_COLUMN_1_5(counter_slot, "slot_upper", INT8OID, counter_slot_upper),
 };
 
 /*
@@ -270,6 +279,7 @@ ts_relaccess_lookup_tables(void)
 {
 	Oid			nspid;
 	TsRels		r;
+	int			columns_1_5 = 0;
 
 	if (!ts_rels_callback_registered)
 	{
@@ -290,11 +300,25 @@ ts_relaccess_lookup_tables(void)
 	{
 		const TsColumn *column = &ts_columns[i];
 		Oid			table = *(Oid *) ((char *) &r + column->table);
-		AttrNumber	attnum = ts_relaccess_attnum(table, column->name, column->type);
+		AttrNumber	attnum = ts_relaccess_attnum(table, column->name, column->type,
+												 column->since_1_5);
 
 		if (column->attnum != TS_NO_MEMBER)
 			*(AttrNumber *) ((char *) &r + column->attnum) = attnum;
+		if (column->since_1_5)
+			columns_1_5 += attnum != InvalidAttrNumber;
 	}
+
+	/*
+	 * The columns of 1.5 come together, with ALTER EXTENSION UPDATE: until
+	 * then counters have no bounds.  Some of them alone means the table was
+	 * altered.
+	 */
+	r.counter_has_bounds = columns_1_5 > 0;
+	if (columns_1_5 > 0 && r.counter_slot_upper * r.counter_slot_lower *
+		r.counter_lower * r.counter_upper == 0)
+		ts_relaccess_altered(get_rel_name(r.counter_slot),
+							 "It has some of the columns of counter bounds, not all.");
 
 	ts_relaccess_check_index(r.realm_by_name, r.realm, 1,
 							 (AttrNumber[]) {r.realm_name});

@@ -59,6 +59,12 @@ typedef struct TsRels
 	AttrNumber	counter_value;
 	AttrNumber	counter_version;
 	AttrNumber	counter_updated_at;
+	/* the bounds' columns, 0 until ALTER EXTENSION UPDATE to 1.5 */
+	AttrNumber	counter_lower;
+	AttrNumber	counter_upper;
+	AttrNumber	counter_slot_lower;
+	AttrNumber	counter_slot_upper;
+	bool		counter_has_bounds;
 } TsRels;
 
 extern TsRels ts_rels;

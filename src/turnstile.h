@@ -248,6 +248,7 @@ typedef struct TsSlotAdded
 	TransactionId writer;		/* with TS_SLOT_BUSY */
 } TsSlotAdded;
 
+extern bool ts_counter_has_bounds(void);
 extern TransactionId ts_counter_writer(const char *name);
 extern int	ts_counter_slots_remembered(uint64 key);
 extern void ts_counter_slots_remember(uint64 key, int slots);
