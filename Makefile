@@ -56,6 +56,7 @@ ISOLATION = \
 	counter_create_race \
 	counter_incr_wait \
 	counter_cas_race \
+	counter_bounds_race \
 	counter_once_race \
 	rate_limit_race \
 	counter_hot_cas \
