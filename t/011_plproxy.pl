@@ -209,6 +209,31 @@ is(join(' ', map {
 		} 1 .. 4),
 	'true:1 true:2 true:3 false:3', 'rate_limit through the proxy: exact on the key\'s shard');
 
+# a counter's bounds live and are enforced on its shard: counter_create's
+# bounds, counter_try_incr with and without clamp, 23514 from counter_decr,
+# counter_bounds, and the bounds in the proxy's view
+is($proxy->safe_psql('postgres', q{
+		SELECT turnstile.counter_create('proxy-stock', 3, lower => 0) || ' ' ||
+			   (SELECT applied || ':' || value FROM turnstile.counter_try_incr('proxy-stock', -5)) || ' ' ||
+			   (SELECT applied || ':' || value || ':' || applied_delta
+				  FROM turnstile.counter_try_incr('proxy-stock', -5, true))}),
+	'3 false:3 false:0:-3', 'counter_create with bounds and counter_try_incr through the proxy');
+($ret, $stdout, $stderr) = $proxy->psql('postgres',
+	q{
+	\set VERBOSITY verbose
+	SELECT turnstile.counter_decr('proxy-stock');
+});
+like($stderr, qr/ERROR:  23514: .*counter "proxy-stock" would go below its lower bound/,
+	'a decrement past the bound: 23514 through the proxy');
+$proxy->safe_psql('postgres', q{SELECT turnstile.counter_bounds('proxy-stock', -10, 10)});
+is($proxy->safe_psql('postgres', q{
+		SELECT lower || ' ' || upper || ' ' || (shard = turnstile.counter_shard(name))
+		  FROM turnstile.counters WHERE name = 'proxy-stock'}),
+	'-10 10 true', 'counter_bounds through the proxy; the view shows the bounds');
+is(on_shard($proxy->safe_psql('postgres', q{SELECT turnstile.counter_shard('proxy-stock')}),
+		q{SELECT lower || ' ' || upper FROM turnstile.counter_info('proxy-stock')}),
+	'-10 10', 'kept on the counter\'s shard');
+
 #
 # 2. a credential stampede through the proxy
 #

@@ -147,12 +147,34 @@ $$;
 -- A NULL name is sent to a shard anyway (coalesce), so that the caller gets
 -- pg_turnstile's own error for it.
 --
+-- (before pg_turnstile 1.5, counter_create had no bounds)
+DROP FUNCTION IF EXISTS turnstile.counter_create(text, bigint, integer);
 CREATE OR REPLACE FUNCTION turnstile.counter_create(name text, initial bigint DEFAULT 0,
-													slots integer DEFAULT 1)
+													slots integer DEFAULT 1,
+													lower bigint DEFAULT NULL,
+													upper bigint DEFAULT NULL)
 RETURNS bigint AS $$
 	CLUSTER 'turnstile_cluster';
 	RUN ON pg_catalog.hashtext(coalesce(name, ''));
 	TARGET turnstile.counter_create;
+$$ LANGUAGE plproxy;
+
+-- A counter's bounds are kept and enforced on its shard, like its value.
+CREATE OR REPLACE FUNCTION turnstile.counter_bounds(name text, lower bigint, upper bigint)
+RETURNS void AS $$
+	CLUSTER 'turnstile_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(name, ''));
+	TARGET turnstile.counter_bounds;
+$$ LANGUAGE plproxy;
+
+CREATE OR REPLACE FUNCTION turnstile.counter_try_incr(name text, delta bigint,
+													  clamp boolean DEFAULT false,
+													  OUT applied boolean, OUT value bigint,
+													  OUT applied_delta bigint)
+RETURNS record AS $$
+	CLUSTER 'turnstile_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(name, ''));
+	TARGET turnstile.counter_try_incr;
 $$ LANGUAGE plproxy;
 
 CREATE OR REPLACE FUNCTION turnstile.counter_incr(name text, delta bigint DEFAULT 1)
@@ -280,9 +302,9 @@ RETURNS SETOF turnstile.credential_state AS $$
 	TARGET turnstile.credential_list;
 $$ LANGUAGE plproxy;
 
+-- (every column of the shards' counter_state, bounds included since 1.5)
 CREATE OR REPLACE VIEW turnstile.counters AS
-	SELECT turnstile.counter_shard(c.name) AS shard,
-		   c.name, c.value, c.version, c.slots, c.created_at, c.updated_at
+	SELECT turnstile.counter_shard(c.name) AS shard, c.*
 	  FROM turnstile.counter_list() c;
 
 CREATE OR REPLACE VIEW turnstile.credential_status AS
