@@ -129,7 +129,8 @@ SELECT sum(slot_lower) AS lowers, sum(slot_upper) AS uppers FROM turnstile.count
  WHERE name = 'hot_stock';
 -- far from the bound a decrement stays in its slot's share ...
 SELECT turnstile.counter_decr('hot_stock', 100);
-SELECT count(*) FILTER (WHERE value <> 0 AND slot > 0) AS slots_moved
+SELECT count(*) FILTER (WHERE value <> CASE WHEN slot = 0 THEN 1000 ELSE 0 END) AS slots_changed,
+       array_agg(slot_lower ORDER BY slot) AS slot_lowers
   FROM turnstile.counter_slot WHERE name = 'hot_stock';
 -- ... one past its share deals the room out again over all the slots
 SELECT turnstile.counter_decr('hot_stock', 600);

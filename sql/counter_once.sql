@@ -101,14 +101,14 @@ SELECT turnstile.counter_get('once');
 SELECT key, result, used_at > now() - interval '1 minute' AS renewed
   FROM turnstile.idempotency_key WHERE key = 'payment-2';
 
--- old keys go lazily: a backend's first call, and every 32nd after it,
--- removes up to 64 expired keys, oldest first
+-- old keys go lazily: a backend's first call, and every 128th after it,
+-- removes up to 256 expired keys, oldest first
 UPDATE turnstile.idempotency_key SET used_at = used_at - interval '3 hours'
  WHERE key IN ('payment-1', 'tx-1', 'rolled-back', 'too-much-1', 'new-1');
 SELECT count(*) AS expired FROM turnstile.idempotency_key
  WHERE used_at < now() - interval '90 minutes';
 SELECT count(*) FROM (SELECT turnstile.counter_incr_once('once', 1, 'sweep-' || i)
-                        FROM generate_series(1, 32) i) calls;
+                        FROM generate_series(1, 128) i) calls;
 SELECT count(*) AS expired FROM turnstile.idempotency_key
  WHERE used_at < now() - interval '90 minutes';
 SELECT count(*) AS kept, count(*) FILTER (WHERE key LIKE 'sweep-%') AS new

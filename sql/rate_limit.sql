@@ -109,3 +109,54 @@ SELECT turnstile.rate_limit_sweep('1 day');
 ROLLBACK;
 SELECT turnstile.rate_limit_sweep('0');
 SELECT count(*) FROM turnstile.rate_limits;
+
+--
+-- A key that has its row is decided without SQL.  A table that was given a
+-- trigger makes the calls go through SQL again, so that it fires, with the
+-- same decisions; the same for the idempotency keys of counter_incr_once,
+-- whose result is recorded directly.  Several calls of one key in one
+-- transaction count on the key's latest row, the transaction's own.
+--
+CREATE TABLE rate_audit (key text, count bigint, allowed boolean);
+CREATE FUNCTION rate_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO rate_audit VALUES (NEW.key, NEW.count, NEW.allowed);
+	RETURN NEW;
+END $$;
+SELECT allowed, count FROM turnstile.rate_limit('audited', 2, '1000 days');
+CREATE TRIGGER rate_audit AFTER UPDATE ON turnstile.rate_limit
+	FOR EACH ROW EXECUTE FUNCTION rate_audit();
+BEGIN;
+SELECT allowed, count FROM turnstile.rate_limit('audited', 2, '1000 days');
+SELECT allowed, count FROM turnstile.rate_limit('audited', 2, '1000 days');
+COMMIT;
+SELECT key, count, allowed FROM rate_audit ORDER BY count, allowed;
+DROP TRIGGER rate_audit ON turnstile.rate_limit;
+-- and without it, the direct path again, which the audit does not see
+BEGIN;
+SELECT allowed, count FROM turnstile.rate_limit('audited', 3, '1000 days');
+SELECT allowed, count FROM turnstile.rate_limit('audited', 3, '1000 days');
+COMMIT;
+SELECT count(*) AS audited FROM rate_audit;
+SELECT key, count, max, remaining FROM turnstile.rate_limits WHERE key = 'audited';
+
+SELECT turnstile.counter_create('audited_once', 0);
+CREATE FUNCTION once_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO rate_audit VALUES (NEW.key, NEW.result, NULL);
+	RETURN NEW;
+END $$;
+CREATE TRIGGER once_audit AFTER UPDATE ON turnstile.idempotency_key
+	FOR EACH ROW EXECUTE FUNCTION once_audit();
+SELECT turnstile.counter_incr_once('audited_once', 5, 'audited-1'),
+       turnstile.counter_incr_once('audited_once', 5, 'audited-1');
+DROP TRIGGER once_audit ON turnstile.idempotency_key;
+SELECT turnstile.counter_incr_once('audited_once', 5, 'audited-2'),
+       turnstile.counter_incr_once('audited_once', 5, 'audited-2');
+SELECT key, count AS result FROM rate_audit WHERE allowed IS NULL ORDER BY key;
+SELECT key, result FROM turnstile.idempotency_key WHERE key LIKE 'audited-%' ORDER BY key;
+SELECT turnstile.counter_drop('audited_once');
+DELETE FROM turnstile.idempotency_key WHERE key LIKE 'audited-%';
+DELETE FROM turnstile.rate_limit WHERE key = 'audited';
+DROP TABLE rate_audit;
+DROP FUNCTION rate_audit(), once_audit();

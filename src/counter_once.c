@@ -22,14 +22,19 @@
  *
  * Keys are kept for turnstile.idempotency_window after the call that
  * recorded them, and removed lazily: a backend's first call, and every
- * 32nd after it, first deletes up to 64 expired ones, oldest first, so the
+ * 128th after it, first deletes up to 256 expired ones, oldest first, so the
  * table holds about one window's keys without any background job.  A key
  * found expired is treated as new.
  *
  *-------------------------------------------------------------------------
  */
-#include "turnstile.h"
+#include "relaccess.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_type.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
@@ -122,11 +127,14 @@ ts_idempotency_window_assign(const char *newval, void *extra)
 	turnstile_idempotency_window_usec = *(int64 *) extra;
 }
 
-/* $1 key, $2 counter, $3 delta.  0 rows: the key was there already. */
+/*
+ * $1 key, $2 counter, $3 delta.  0 rows: the key was there already; else
+ * where the claimed row is, for ts_stmt_record.
+ */
 static TsStatement ts_stmt_claim = {
 	"INSERT INTO turnstile.idempotency_key (key, counter, delta, used_at)"
 	" VALUES ($1, $2, $3, pg_catalog.clock_timestamp())"
-	" ON CONFLICT (key) DO NOTHING",
+	" ON CONFLICT (key) DO NOTHING RETURNING ctid",
 	3, {TEXTOID, TEXTOID, INT8OID}
 };
 
@@ -137,7 +145,10 @@ static TsStatement ts_stmt_claim = {
  * that a growing table then pays for on every call.
  */
 
-/* $1 key, $2 the increment's result */
+/*
+ * $1 key, $2 the increment's result: for a table that someone gave a
+ * trigger or another index (see ts_once_record).
+ */
 static TsStatement ts_stmt_record = {
 	"UPDATE turnstile.idempotency_key SET result = $2"
 	" WHERE key OPERATOR(pg_catalog.=) $1",
@@ -165,8 +176,8 @@ static TsStatement ts_stmt_forget = {
  * once while the table was small, it would read the whole table, sorted,
  * ever after, instead of the first keys of the index on used_at.
  */
-#define TS_ONCE_SWEEP_EVERY		32	/* claims of a backend between two sweeps */
-#define TS_ONCE_SWEEP_KEYS		64	/* twice the claims: the table shrinks */
+#define TS_ONCE_SWEEP_EVERY		128	/* claims of a backend between two sweeps */
+#define TS_ONCE_SWEEP_KEYS		256	/* twice the claims: the table shrinks */
 
 static TsStatement ts_stmt_sweep = {
 	"DELETE FROM turnstile.idempotency_key WHERE key IN ("
@@ -196,7 +207,8 @@ enum
  * followed by a read that shows what that transaction committed.
  */
 static bool
-ts_once_claim(const TsCounter *counter, int64 delta, const char *key, int64 *result)
+ts_once_claim(const TsCounter *counter, int64 delta, const char *key, int64 *result,
+			  ItemPointer claimed_row)
 {
 	Datum		window;
 	Datum		args[3] = {CStringGetTextDatum(key), CStringGetTextDatum(counter->name),
@@ -220,7 +232,10 @@ ts_once_claim(const TsCounter *counter, int64 delta, const char *key, int64 *res
 		claimed = ts_store_exec(&ts_stmt_claim, args, NULL, latest, false);
 		ts_policy_release(latest);
 		if (claimed == 1)
+		{
+			*claimed_row = *(ItemPointer) DatumGetPointer(ts_store_value(0, 1, &isnull));
 			return true;
+		}
 
 		latest = ts_latest_snapshot();
 		if (ts_store_exec(&ts_stmt_lookup, (Datum[]) {args[0], window}, NULL, latest, true) == 0)
@@ -252,6 +267,60 @@ ts_once_claim(const TsCounter *counter, int64 delta, const char *key, int64 *res
 	}
 }
 
+/*
+ * Record the increment's result in the row this call claimed, found by its
+ * place: nothing moves the row between the claim and the record, as it is
+ * new and no other transaction can see it yet.  Written directly (one
+ * planned UPDATE would cost as much as the increment), unless the table
+ * was altered; then through SQL, by key.
+ */
+static void
+ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
+{
+	Relation	rel = ts_relaccess_open(&ts_rels.idempotency_key, RowExclusiveLock);
+	TupleTableSlot *slot;
+	Snapshot	latest;
+	bool		should_free;
+	HeapTuple	tuple;
+	HeapTuple	recorded;
+	Datum		values[TS_DIRECT_NATTS_MAX] = {0};
+	bool		nulls[TS_DIRECT_NATTS_MAX] = {false};
+	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
+
+	if (!ts_relaccess_writable(rel, 2, (Oid[]) {ts_rels.idempotency_key_by_key,
+		ts_rels.idempotency_key_by_used_at}))
+	{
+		TsStoreSession session;
+
+		table_close(rel, RowExclusiveLock);
+		ts_store_open(&session);
+		ts_store_exec(&ts_stmt_record,
+					  (Datum[]) {CStringGetTextDatum(key), Int64GetDatum(result)},
+					  NULL, InvalidSnapshot, false);
+		ts_store_close(&session);
+		return;
+	}
+
+	/* the claim was an earlier command of this transaction: a new snapshot shows it */
+	slot = table_slot_create(rel, NULL);
+	latest = ts_latest_snapshot();
+	if (!ts_relaccess_fetch_at(rel, claimed_row, latest, slot))
+		elog(ERROR, "the claimed row of idempotency key \"%s\" is gone", key);
+	tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
+	values[ts_rels.idem_result - 1] = Int64GetDatum(result);
+	replace[ts_rels.idem_result - 1] = true;
+	recorded = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, replace);
+	CatalogTupleUpdate(rel, &tuple->t_self, recorded);
+	CommandCounterIncrement();
+
+	heap_freetuple(recorded);
+	if (should_free)
+		heap_freetuple(tuple);
+	ts_policy_release(latest);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, RowExclusiveLock);
+}
+
 PG_FUNCTION_INFO_V1(counter_incr_once);
 
 /*
@@ -265,6 +334,7 @@ counter_incr_once(PG_FUNCTION_ARGS)
 	char	   *key;
 	int64		result;
 	bool		claimed;
+	ItemPointerData claimed_row;
 	TsStoreSession session;
 
 	ts_counter_from_arg(fcinfo, &counter);
@@ -274,16 +344,13 @@ counter_incr_once(PG_FUNCTION_ARGS)
 	ts_require_writable("counter \"%s\"", counter.name);
 
 	ts_store_open(&session);
-	claimed = ts_once_claim(&counter, delta, key, &result);
+	claimed = ts_once_claim(&counter, delta, key, &result, &claimed_row);
 	ts_store_close(&session);
 	if (!claimed)
 		PG_RETURN_INT64(result);
 
 	result = ts_counter_add(&counter, delta);
 
-	ts_store_open(&session);
-	ts_store_exec(&ts_stmt_record, (Datum[]) {CStringGetTextDatum(key), Int64GetDatum(result)},
-				  NULL, InvalidSnapshot, false);
-	ts_store_close(&session);
+	ts_once_record(key, &claimed_row, result);
 	PG_RETURN_INT64(result);
 }

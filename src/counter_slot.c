@@ -151,30 +151,6 @@ ts_counter_slots_peek(const char *name)
 	return slots;
 }
 
-/*
- * May the direct write path update counter_slot?  Only while the table is as
- * the extension created it: no triggers, rules, row security, CHECK
- * constraints or generated columns (the executor applies them, a direct
- * update would not) and no index but the primary key (CatalogTupleUpdate
- * maintains plain-column indexes only).
- */
-static bool
-ts_counter_slot_is_plain(Relation rel)
-{
-	List	   *indexes;
-	bool		plain;
-
-	TupleConstr *constr = RelationGetDescr(rel)->constr;
-
-	if (rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
-		(constr != NULL && (constr->num_check > 0 || constr->has_generated_stored)))
-		return false;
-	indexes = RelationGetIndexList(rel);
-	plain = list_length(indexes) == 1 &&
-		linitial_oid(indexes) == ts_rels.counter_slot_by_key;
-	list_free(indexes);
-	return plain;
-}
 
 /*
  * What one read of a counter's slot rows found.
@@ -785,7 +761,7 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 
 	ts_relaccess_lookup();
 	rel = ts_relaccess_open(&ts_rels.counter_slot, RowExclusiveLock);
-	if (!ts_counter_slot_is_plain(rel) ||
+	if (!ts_relaccess_writable(rel, 1, &ts_rels.counter_slot_by_key) ||
 		RelationGetDescr(rel)->natts > Natts_ts_counter_slot_max)
 	{
 		table_close(rel, RowExclusiveLock);

@@ -19,20 +19,34 @@
  * caller's transaction.  Old keys cost nothing until rate_limit_sweep
  * deletes them.
  *
- * The statement reads the latest committed state, whatever
- * turnstile.isolation says: a rate limit counts what has happened.  In a
- * REPEATABLE READ or SERIALIZABLE transaction, an update of the key's row
- * committed after the transaction's snapshot makes the upsert fail with
- * 40001, as it does any UPDATE there.
+ * A key that has its row already, as almost every call finds, is decided
+ * without SPI (ts_rate_take_direct): the row is found through the primary
+ * key, locked as the upsert would lock it, following its updates to the
+ * latest version and waiting for an updater still in progress, and
+ * rewritten in place.  The decision is the same as the statement's, made on
+ * the same locked row.  A new key, one swept away meanwhile, or a table
+ * that someone gave a trigger or an index goes through the statement.
+ *
+ * Both read the latest committed state, whatever turnstile.isolation says:
+ * a rate limit counts what has happened.  In a REPEATABLE READ or
+ * SERIALIZABLE transaction the direct path, like a row lock taken with
+ * SELECT ... FOR UPDATE in READ COMMITTED, counts on the key's latest row;
+ * only the statement, for a key's first row, can fail there with 40001.
  *
  *-------------------------------------------------------------------------
  */
-#include "turnstile.h"
+#include "relaccess.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/timestamp.h"
 
 /*
@@ -92,6 +106,133 @@ ts_window_usec(const Interval *per)
 	return usec;
 }
 
+/* What a call asks of its key's row, and what it got. */
+typedef struct TsRateTake
+{
+	const char *key;
+	TimestampTz window_start;	/* the call's window; after: the one counted in */
+	int64		cost;
+	int64		max;
+	Interval   *per;
+	int64		count;			/* after: the window's count */
+	bool		allowed;		/* after: whether cost was counted */
+} TsRateTake;
+
+/*
+ * Decide on the key's existing row directly, as ts_stmt_take would: false,
+ * having written nothing, if the key has no row, its row was deleted
+ * meanwhile, or the table is not as the extension made it.
+ */
+static bool
+ts_rate_take_direct(TsRateTake *take)
+{
+	Relation	rel;
+	TupleTableSlot *slot;
+	Snapshot	latest;
+	ScanKeyData key;
+	TM_FailureData failure;
+	bool		done = false;
+
+	ts_relaccess_lookup();
+	if (!OidIsValid(ts_rels.rate_limit))
+		return false;
+	rel = ts_relaccess_open(&ts_rels.rate_limit, RowExclusiveLock);
+	if (!ts_relaccess_writable(rel, 1, &ts_rels.rate_limit_by_key))
+	{
+		table_close(rel, RowExclusiveLock);
+		return false;
+	}
+	slot = table_slot_create(rel, NULL);
+	latest = ts_latest_snapshot();
+	ScanKeyInit(&key, ts_rels.rl_key, BTEqualStrategyNumber, F_TEXTEQ,
+				CStringGetTextDatum(take->key));
+
+	/*
+	 * Lock the row as ON CONFLICT DO UPDATE would, but also following its
+	 * updates (FIND_LAST_VERSION): a caller that committed an update since
+	 * the snapshot is waited for no longer than it takes to find the new
+	 * version, one still in progress until it ends, and the lock is then on
+	 * the latest version, whose count is the one to decide on.  Once it is
+	 * held, nobody else writes the row until this transaction ends.
+	 */
+	if (ts_relaccess_fetch(rel, ts_rels.rate_limit_by_key, &key, 1, latest, slot) &&
+		table_tuple_lock(rel, &slot->tts_tid, latest, slot, GetCurrentCommandId(true),
+						 LockTupleNoKeyExclusive, LockWaitBlock,
+						 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
+	{
+		Datum		values[TS_DIRECT_NATTS_MAX];
+		bool		nulls[TS_DIRECT_NATTS_MAX] = {false};
+		bool		replace[TS_DIRECT_NATTS_MAX] = {false};
+		TimestampTz stored_window;
+		int64		base;
+		bool		should_free;
+		HeapTuple	tuple;
+		HeapTuple	taken;
+
+		slot_getallattrs(slot);
+		stored_window = DatumGetTimestampTz(slot->tts_values[ts_rels.rl_window_start - 1]);
+
+		/* as ts_stmt_take: a later stored window is kept, an earlier one starts again */
+		if (stored_window >= take->window_start)
+		{
+			take->window_start = stored_window;
+			base = DatumGetInt64(slot->tts_values[ts_rels.rl_count - 1]);
+		}
+		else
+			base = 0;
+		take->allowed = take->cost <= take->max && base <= take->max - take->cost;
+		take->count = take->allowed ? base + take->cost : base;
+
+		values[ts_rels.rl_window_start - 1] = TimestampTzGetDatum(take->window_start);
+		values[ts_rels.rl_count - 1] = Int64GetDatum(take->count);
+		values[ts_rels.rl_max - 1] = Int64GetDatum(take->max);
+		values[ts_rels.rl_per - 1] = IntervalPGetDatum(take->per);
+		values[ts_rels.rl_allowed - 1] = BoolGetDatum(take->allowed);
+		values[ts_rels.rl_used_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		replace[ts_rels.rl_window_start - 1] = replace[ts_rels.rl_count - 1] = true;
+		replace[ts_rels.rl_max - 1] = replace[ts_rels.rl_per - 1] = true;
+		replace[ts_rels.rl_allowed - 1] = replace[ts_rels.rl_used_at - 1] = true;
+
+		tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
+		taken = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, replace);
+		CatalogTupleUpdate(rel, &tuple->t_self, taken);
+		CommandCounterIncrement();
+		heap_freetuple(taken);
+		if (should_free)
+			heap_freetuple(tuple);
+		done = true;
+	}
+	ts_policy_release(latest);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, RowExclusiveLock);
+	return done;
+}
+
+/*
+ * Decide through SQL: for a key's first row, and whatever the direct path
+ * leaves.
+ */
+static void
+ts_rate_take_sql(TsRateTake *take)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+	bool		isnull;
+
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	ts_store_exec(&ts_stmt_take,
+				  (Datum[]) {CStringGetTextDatum(take->key),
+				  TimestampTzGetDatum(take->window_start), Int64GetDatum(take->cost),
+				  Int64GetDatum(take->max), IntervalPGetDatum(take->per)},
+				  NULL, latest, false);
+	take->count = DatumGetInt64(ts_store_value(0, 1, &isnull));
+	take->allowed = DatumGetBool(ts_store_value(0, 2, &isnull));
+	take->window_start = DatumGetTimestampTz(ts_store_value(0, 3, &isnull));
+	ts_policy_release(latest);
+	ts_store_close(&session);
+}
+
 /*
  * rate_limit(key, max, per, cost = 1)
  *	 -> (allowed, count, remaining, reset_at)
@@ -107,13 +248,10 @@ rate_limit(PG_FUNCTION_ARGS)
 	int64		cost = ts_int64_arg(fcinfo, 3, "cost");
 	int64		window_usec;
 	TimestampTz window_start;
-	TsStoreSession session;
-	Snapshot	latest;
+	TsRateTake	take;
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
-	bool		isnull;
-	int64		count;
 
 	ts_require_arg(PG_ARGISNULL(0), "key");
 	key = ts_name_arg(PG_GETARG_DATUM(0), "rate limit key", NULL);
@@ -134,21 +272,14 @@ rate_limit(PG_FUNCTION_ARGS)
 	window_start = GetCurrentTimestamp() - TS_UNIX_EPOCH;
 	window_start = TS_UNIX_EPOCH + (window_start - window_start % window_usec);
 
-	ts_store_open(&session);
-	latest = ts_latest_snapshot();
-	ts_store_exec(&ts_stmt_take,
-				  (Datum[]) {CStringGetTextDatum(key), TimestampTzGetDatum(window_start),
-				  Int64GetDatum(cost), Int64GetDatum(max), IntervalPGetDatum(per)},
-				  NULL, latest, false);
-	count = DatumGetInt64(ts_store_value(0, 1, &isnull));
-	values[0] = ts_store_value(0, 2, &isnull);
-	window_start = DatumGetTimestampTz(ts_store_value(0, 3, &isnull));
-	ts_policy_release(latest);
-	ts_store_close(&session);
+	take = (TsRateTake) {key, window_start, cost, max, per};
+	if (!ts_rate_take_direct(&take))
+		ts_rate_take_sql(&take);
 
-	values[1] = Int64GetDatum(count);
-	values[2] = Int64GetDatum(count < max ? max - count : 0);
-	values[3] = TimestampTzGetDatum(window_start + window_usec);
+	values[0] = BoolGetDatum(take.allowed);
+	values[1] = Int64GetDatum(take.count);
+	values[2] = Int64GetDatum(take.count < max ? max - take.count : 0);
+	values[3] = TimestampTzGetDatum(take.window_start + window_usec);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 

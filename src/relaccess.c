@@ -182,7 +182,8 @@ ts_relaccess_attnum(Oid relid, const char *column, Oid type, bool missing_ok)
  * in this order: the scans build their keys for exactly those.
  */
 static void
-ts_relaccess_check_index(Oid indexid, Oid relid, int nkeys, const AttrNumber *attnums)
+ts_relaccess_check_index(Oid indexid, Oid relid, bool unique, int nkeys,
+						 const AttrNumber *attnums)
 {
 	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
 	Form_pg_index index;
@@ -192,7 +193,7 @@ ts_relaccess_check_index(Oid indexid, Oid relid, int nkeys, const AttrNumber *at
 		ts_relaccess_altered(get_rel_name(indexid), "It is not an index.");
 	index = (Form_pg_index) GETSTRUCT(tuple);
 	fits = index->indrelid == relid && index->indnkeyatts == nkeys &&
-		index->indisunique && heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
+		index->indisunique == unique && heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
 		heap_attisnull(tuple, Anum_pg_index_indpred, NULL);
 	for (int i = 0; fits && i < nkeys; i++)
 		fits = index->indkey.values[i] == attnums[i];
@@ -205,7 +206,9 @@ ts_relaccess_check_index(Oid indexid, Oid relid, int nkeys, const AttrNumber *at
 	}
 	if (!fits)
 		ts_relaccess_altered(get_rel_name(indexid),
-							"It is no longer the unique b-tree index the extension created.");
+							unique ?
+							"It is no longer the unique b-tree index the extension created." :
+							"It is no longer the b-tree index the extension created.");
 }
 
 /*
@@ -229,6 +232,26 @@ typedef struct TsColumn
 	{offsetof(TsRels, table), name, type, TS_NO_MEMBER, false}
 #define TS_COLUMN_1_5(table, name, type, member) \
 	{offsetof(TsRels, table), name, type, offsetof(TsRels, member), true}
+
+/*
+ * The columns of the tables of 1.4, read directly when the tables are there
+ * (until ALTER EXTENSION UPDATE to 1.4 they are not, and neither are the
+ * functions that use them).
+ */
+static const TsColumn ts_columns_1_4[] = {
+	TS_COLUMN(rate_limit, "key", TEXTOID, rl_key),
+	TS_COLUMN(rate_limit, "window_start", TIMESTAMPTZOID, rl_window_start),
+	TS_COLUMN(rate_limit, "count", INT8OID, rl_count),
+	TS_COLUMN(rate_limit, "max", INT8OID, rl_max),
+	TS_COLUMN(rate_limit, "per", INTERVALOID, rl_per),
+	TS_COLUMN(rate_limit, "allowed", BOOLOID, rl_allowed),
+	TS_COLUMN(rate_limit, "used_at", TIMESTAMPTZOID, rl_used_at),
+	TS_COLUMN(idempotency_key, "key", TEXTOID, idem_key),
+	TS_COLUMN_SQL(idempotency_key, "counter", TEXTOID),
+	TS_COLUMN_SQL(idempotency_key, "delta", INT8OID),
+	TS_COLUMN(idempotency_key, "result", INT8OID, idem_result),
+	TS_COLUMN(idempotency_key, "used_at", TIMESTAMPTZOID, idem_used_at),
+};
 
 static const TsColumn ts_columns[] = {
 	TS_COLUMN(realm, "realm_id", INT4OID, realm_id),
@@ -320,14 +343,43 @@ ts_relaccess_lookup_tables(void)
 		ts_relaccess_altered(get_rel_name(r.counter_slot),
 							 "It has some of the columns of counter bounds, not all.");
 
-	ts_relaccess_check_index(r.realm_by_name, r.realm, 1,
+	ts_relaccess_check_index(r.realm_by_name, r.realm, true, 1,
 							 (AttrNumber[]) {r.realm_name});
-	ts_relaccess_check_index(r.credential_by_key, r.credential, 2,
+	ts_relaccess_check_index(r.credential_by_key, r.credential, true, 2,
 							 (AttrNumber[]) {r.cred_realm_id, r.cred_user_id});
-	ts_relaccess_check_index(r.counter_slot_by_key, r.counter_slot, 2,
+	ts_relaccess_check_index(r.counter_slot_by_key, r.counter_slot, true, 2,
 							 (AttrNumber[]) {r.counter_name, r.counter_slot_no});
-	ts_relaccess_check_index(r.realm_grant_by_key, r.realm_grant, 2,
+	ts_relaccess_check_index(r.realm_grant_by_key, r.realm_grant, true, 2,
 							 (AttrNumber[]) {r.grant_realm_id, r.grant_grantee});
+
+	/* the tables of 1.4, if they are there yet */
+	r.rate_limit = get_relname_relid("rate_limit", nspid);
+	r.idempotency_key = get_relname_relid("idempotency_key", nspid);
+	if (OidIsValid(r.rate_limit) != OidIsValid(r.idempotency_key))
+		ts_relaccess_altered(OidIsValid(r.rate_limit) ? "idempotency_key" : "rate_limit",
+							 "It is missing.");
+	if (OidIsValid(r.rate_limit))
+	{
+		r.rate_limit_by_key = ts_relaccess_relid("rate_limit_pkey", nspid);
+		r.idempotency_key_by_key = ts_relaccess_relid("idempotency_key_pkey", nspid);
+		r.idempotency_key_by_used_at = ts_relaccess_relid("idempotency_key_used_at", nspid);
+		for (int i = 0; i < lengthof(ts_columns_1_4); i++)
+		{
+			const TsColumn *column = &ts_columns_1_4[i];
+			Oid			table = *(Oid *) ((char *) &r + column->table);
+			AttrNumber	attnum = ts_relaccess_attnum(table, column->name, column->type,
+													 false);
+
+			if (column->attnum != TS_NO_MEMBER)
+				*(AttrNumber *) ((char *) &r + column->attnum) = attnum;
+		}
+		ts_relaccess_check_index(r.rate_limit_by_key, r.rate_limit, true, 1,
+								 (AttrNumber[]) {r.rl_key});
+		ts_relaccess_check_index(r.idempotency_key_by_key, r.idempotency_key, true, 1,
+								 (AttrNumber[]) {r.idem_key});
+		ts_relaccess_check_index(r.idempotency_key_by_used_at, r.idempotency_key, false, 1,
+								 (AttrNumber[]) {r.idem_used_at});
+	}
 	ts_rels = r;
 	ts_rels_valid = true;
 }
@@ -367,6 +419,34 @@ ts_relaccess_open(const Oid *relid, LOCKMODE mode)
 					 errmsg("pg_turnstile's tables are being dropped or changed"),
 					 errhint("Retry when the DROP EXTENSION or ALTER TABLE has ended.")));
 	}
+}
+
+/*
+ * May rows of this table be written directly, with CatalogTupleUpdate?  Only
+ * while it is as the extension created it: no triggers, rules, row
+ * security, CHECK constraints or generated columns (the executor applies
+ * them, a direct update would not), no more columns than the direct paths
+ * unpack, and exactly the indexes given, which lookup_tables checked to be
+ * plain b-tree indexes on columns (CatalogTupleUpdate maintains no other
+ * kind).  Otherwise the caller writes through SQL, so that they apply.
+ */
+bool
+ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes)
+{
+	List	   *found;
+	bool		writable;
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+
+	if (rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
+		(constr != NULL && (constr->num_check > 0 || constr->has_generated_stored)) ||
+		RelationGetDescr(rel)->natts > TS_DIRECT_NATTS_MAX)
+		return false;
+	found = RelationGetIndexList(rel);
+	writable = list_length(found) == nindexes;
+	for (int i = 0; writable && i < nindexes; i++)
+		writable = list_member_oid(found, indexes[i]);
+	list_free(found);
+	return writable;
 }
 
 /*

@@ -41,6 +41,12 @@ typedef struct TsRels
 	Oid			counter_slot_by_key;	/* primary key (name, slot) */
 	Oid			realm_grant;
 	Oid			realm_grant_by_key; /* primary key (realm_id, grantee) */
+	/* the tables of 1.4, InvalidOid until ALTER EXTENSION UPDATE to 1.4 */
+	Oid			rate_limit;
+	Oid			rate_limit_by_key;	/* primary key (key) */
+	Oid			idempotency_key;
+	Oid			idempotency_key_by_key; /* primary key (key) */
+	Oid			idempotency_key_by_used_at; /* index on (used_at) */
 	AttrNumber	realm_id;
 	AttrNumber	realm_name;
 	AttrNumber	realm_ttl;
@@ -65,7 +71,20 @@ typedef struct TsRels
 	AttrNumber	counter_slot_lower;
 	AttrNumber	counter_slot_upper;
 	bool		counter_has_bounds;
+	AttrNumber	rl_key;
+	AttrNumber	rl_window_start;
+	AttrNumber	rl_count;
+	AttrNumber	rl_max;
+	AttrNumber	rl_per;
+	AttrNumber	rl_allowed;
+	AttrNumber	rl_used_at;
+	AttrNumber	idem_key;
+	AttrNumber	idem_result;
+	AttrNumber	idem_used_at;
 } TsRels;
+
+/* the most columns a table written directly may have (rows are unpacked into arrays) */
+#define TS_DIRECT_NATTS_MAX	16
 
 extern TsRels ts_rels;
 extern bool ts_rels_valid;
@@ -125,6 +144,7 @@ typedef void (*TsRelaccessForget) (void);
 
 extern void ts_relaccess_on_change(TsRelaccessForget forget);
 extern Relation ts_relaccess_open(const Oid *relid, LOCKMODE mode);
+extern bool ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes);
 extern bool ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 							   Snapshot snapshot, TupleTableSlot *slot);
 extern bool ts_relaccess_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,
