@@ -318,8 +318,10 @@ foreach my $row (split /\n/, $node->safe_psql('postgres', q{
 ok(scalar(@functions) >= 17, 'pg_proc lists the functions ('
 	  . scalar(@functions) . ')');
 
-# Arguments that may be NULL: "no validate", "any credential".
-my %nullable = ('realm_set.validate' => 1, 'credential_invalidate.credential' => 1);
+# Arguments that may be NULL: "no validate", "any credential", "no bound".
+my %nullable = ('realm_set.validate' => 1, 'credential_invalidate.credential' => 1,
+	map { $_ => 1 } qw(counter_create.lower counter_create.upper counter_bounds.lower
+	  counter_bounds.upper));
 
 # Valid values of each argument, for the baseline call.
 my %baseline = (
@@ -417,6 +419,9 @@ foreach my $fn (@functions)
 #   22003  a counter would leave the bigint range; counter_decr of the
 #          smallest bigint, which cannot be negated
 #   40001  the conditional counter_incr is out of sync
+#   23514  a change would take a counter out of the bounds that an earlier
+#          call gave it; bounds that exclude the counter's value
+#   22023  (also) a lower bound above the upper one
 #   42704  an unknown realm; a role name that does not exist
 #   42883  a login or validate that does not exist (at parse time, by OID, or
 #          dropped since realm_set)
@@ -441,7 +446,8 @@ foreach my $fn (@functions)
 my %known = map { $_ => 1 } qw(counter_create counter_incr counter_decr
   counter_cas counter_get counter_set counter_info counter_drop counter_list
   counter_lock_key realm_set realm_drop realm_grant realm_revoke credential_get
-  credential_set credential_invalidate credential_list);
+  credential_set credential_invalidate credential_list counter_bounds
+  counter_try_incr);
 my %readonly_ok = map { $_ => 1 }
   qw(counter_get counter_info counter_list counter_lock_key credential_list credential_get);
 
@@ -512,14 +518,36 @@ sub expectations
 		  if (defined $ttl && $ttl >= $century) || (defined $retry && $retry >= $century);
 	}
 
+	# bounds with the lower one above the upper one are refused
+	if ($fname eq 'counter_create' || $fname eq 'counter_bounds')
+	{
+		my ($lower, $upper) = map {
+			my (undef, $class) = @{ $by_arg{$_} };
+			$class eq 'ok' ? 1 : $class eq 'null' ? undef : $class
+		} qw(lower upper);
+		$must{'22023'} = 1 if defined $lower && defined $upper && $lower > $upper;
+	}
+
 	# what a call with good arguments may still raise
 	if ($fname eq 'counter_incr' && @{ $fn->{args} } == 3)
 	{
-		@may{ '40001', '22003' } = (1, 1);
+		@may{ '40001', '22003', '23514' } = (1, 1, 1);
 	}
-	elsif ($fname =~ /^counter_(incr|decr|cas|get|info)$/)
+	elsif ($fname =~ /^counter_(incr|decr|cas|create)$/)
+	{
+		@may{ '22003', '23514' } = (1, 1);
+	}
+	elsif ($fname =~ /^counter_(get|info|try_incr)$/)
 	{
 		$may{'22003'} = 1;
+	}
+	elsif ($fname eq 'counter_set')
+	{
+		$may{'23514'} = 1;
+	}
+	elsif ($fname eq 'counter_bounds')
+	{
+		@may{ '22003', '23514', '42704' } = (1, 1, 1);
 	}
 	elsif ($fname =~ /^realm_(grant|revoke)$/)
 	{
@@ -554,7 +582,7 @@ sub expectations
 	{
 		# a function this test does not know yet: the SQLSTATEs any call
 		# of the extension may raise
-		$may{$_} = 1 foreach ('22003', '22023', '42704', '40001');
+		$may{$_} = 1 foreach ('22003', '22023', '42704', '40001', '23514');
 	}
 
 	# the transaction around the call
@@ -618,6 +646,12 @@ sub call_sql
 		     ELSE coalesce(h_num(:'r_value'), 0) <> $a[1]
 		          AND h_num(:'r_value') IS NOT DISTINCT FROM h_counter_sum($a[0]) END};
 	}
+	elsif ($fname eq 'counter_try_incr')
+	{
+		$select = "SELECT applied, value, applied_delta FROM $call";
+		$check = qq{h_num(:'r_value') = h_counter_sum($a[0])
+		     AND :'r_applied'::boolean = (:'r_applied_delta'::numeric = $a[1])};
+	}
 	elsif ($fname eq 'counter_info')
 	{
 		$select = "SELECT count(*) AS n, coalesce(max(value)::text, 'null') AS value FROM $call";
@@ -651,6 +685,9 @@ sub call_sql
 			counter_get => qq{h_num(:'r_v') IS NOT DISTINCT FROM h_counter_sum($a[0])},
 			counter_set => qq{h_num(:'r_v') = $a[1] AND h_counter_sum($a[0]) = $a[1]},
 			counter_drop => qq{:'r_v' <> 'null' AND h_counter_sum($a[0]) IS NULL},
+			counter_bounds => qq{EXISTS (SELECT FROM turnstile.counter_info($a[0])
+			     WHERE lower IS NOT DISTINCT FROM $a[1] AND upper IS NOT DISTINCT FROM $a[2]
+			       AND value BETWEEN coalesce(lower, value) AND coalesce(upper, value))},
 			counter_lock_key => q{:'r_v' <> 'null'},
 			realm_drop => qq{:'r_v' <> 'null'
 			     AND NOT EXISTS (SELECT FROM turnstile.realm WHERE name = $a[0])},
