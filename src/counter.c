@@ -95,20 +95,22 @@ typedef enum TsOutOfBounds
 /*
  * Statements.  $1 is always the counter name.
  */
+#define TS_SQL_READ(bounds) \
+	"SELECT slots, value, version, created_at, updated_at, " bounds \
+	"  FROM turnstile.counter_slot" \
+	" WHERE name OPERATOR(pg_catalog.=) $1"
+
 static TsStatement ts_stmt_read = {
-	"SELECT slots, value, version, created_at, updated_at, lower, upper"
-	"  FROM turnstile.counter_slot"
-	" WHERE name OPERATOR(pg_catalog.=) $1",
-	1, {TEXTOID}
+	TS_SQL_READ("lower, upper"), 1, {TEXTOID}
 };
 
-/* the same until ALTER EXTENSION UPDATE to 1.5, when counters have no bounds */
+/*
+ * The statements that differ from 1.5 on have a second form, used until
+ * ALTER EXTENSION UPDATE to 1.5, when counters have no bounds (see
+ * ts_counter_stmt).
+ */
 static TsStatement ts_stmt_read_1_4 = {
-	"SELECT slots, value, version, created_at, updated_at,"
-	"       NULL::pg_catalog.int8, NULL::pg_catalog.int8"
-	"  FROM turnstile.counter_slot"
-	" WHERE name OPERATOR(pg_catalog.=) $1",
-	1, {TEXTOID}
+	TS_SQL_READ("NULL::pg_catalog.int8, NULL::pg_catalog.int8"), 1, {TEXTOID}
 };
 
 /*
@@ -118,33 +120,30 @@ static TsStatement ts_stmt_read_1_4 = {
  * the caller to add the others.  The CASE adds only once the value is known
  * not to overflow: the order of AND's arms is the planner's.
  */
+#define TS_SQL_ADD(fits) \
+	"UPDATE turnstile.counter_slot" \
+	"   SET value = value OPERATOR(pg_catalog.+) $3," \
+	"       version = version OPERATOR(pg_catalog.+) 1," \
+	"       updated_at = pg_catalog.clock_timestamp()" \
+	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2" \
+	"   AND " fits \
+	"   AND (slots OPERATOR(pg_catalog.>) 1) OPERATOR(pg_catalog.=) $6" \
+	" RETURNING value, slots"
+#define TS_SQL_NO_OVERFLOW \
+	"value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
+
 static TsStatement ts_stmt_add = {
-	"UPDATE turnstile.counter_slot"
-	"   SET value = value OPERATOR(pg_catalog.+) $3,"
-	"       version = version OPERATOR(pg_catalog.+) 1,"
-	"       updated_at = pg_catalog.clock_timestamp()"
-	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
-	"   AND CASE WHEN value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
-	"            THEN (slot_lower IS NULL OR"
-	"                  (value OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.>=) slot_lower)"
-	"             AND (slot_upper IS NULL OR"
-	"                  (value OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.<=) slot_upper)"
-	"            ELSE false END"
-	"   AND (slots OPERATOR(pg_catalog.>) 1) OPERATOR(pg_catalog.=) $6"
-	" RETURNING value, slots",
+	TS_SQL_ADD("CASE WHEN " TS_SQL_NO_OVERFLOW
+			   "     THEN (slot_lower IS NULL OR"
+			   "           (value OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.>=) slot_lower)"
+			   "      AND (slot_upper IS NULL OR"
+			   "           (value OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.<=) slot_upper)"
+			   "     ELSE false END"),
 	6, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, BOOLOID}
 };
 
 static TsStatement ts_stmt_add_1_4 = {
-	"UPDATE turnstile.counter_slot"
-	"   SET value = value OPERATOR(pg_catalog.+) $3,"
-	"       version = version OPERATOR(pg_catalog.+) 1,"
-	"       updated_at = pg_catalog.clock_timestamp()"
-	" WHERE name OPERATOR(pg_catalog.=) $1 AND slot OPERATOR(pg_catalog.=) $2"
-	"   AND value OPERATOR(pg_catalog.>=) $4 AND value OPERATOR(pg_catalog.<=) $5"
-	"   AND (slots OPERATOR(pg_catalog.>) 1) OPERATOR(pg_catalog.=) $6"
-	" RETURNING value, slots",
-	6, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, BOOLOID}
+	TS_SQL_ADD(TS_SQL_NO_OVERFLOW), 6, {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, BOOLOID}
 };
 
 /*
@@ -152,30 +151,25 @@ static TsStatement ts_stmt_add_1_4 = {
  * and the slots' shares of them (see TsShares): slot 0's [$6, $8], the
  * others' [$7, $9].
  */
+#define TS_SQL_INSERT(columns, values) \
+	"INSERT INTO turnstile.counter_slot" \
+	"       (name, slot, slots, value, version, created_at, updated_at" columns ")" \
+	" SELECT $1, s, $3," \
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END," \
+	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN 1 ELSE 0 END, t.now, t.now" values \
+	"   FROM pg_catalog.generate_series(0, $3 OPERATOR(pg_catalog.-) 1) s," \
+	"        (SELECT pg_catalog.clock_timestamp() AS now) t"
+
 static TsStatement ts_stmt_insert = {
-	"INSERT INTO turnstile.counter_slot"
-	"       (name, slot, slots, value, version, created_at, updated_at,"
-	"        lower, upper, slot_lower, slot_upper)"
-	" SELECT $1, s, $3,"
-	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
-	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN 1 ELSE 0 END, t.now, t.now,"
-	"        $4, $5,"
-	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $6 ELSE $7 END,"
-	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $8 ELSE $9 END"
-	"   FROM pg_catalog.generate_series(0, $3 OPERATOR(pg_catalog.-) 1) s,"
-	"        (SELECT pg_catalog.clock_timestamp() AS now) t",
+	TS_SQL_INSERT(", lower, upper, slot_lower, slot_upper",
+				  ", $4, $5,"
+				  "  CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $6 ELSE $7 END,"
+				  "  CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $8 ELSE $9 END"),
 	9, {TEXTOID, INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID}
 };
 
 static TsStatement ts_stmt_insert_1_4 = {
-	"INSERT INTO turnstile.counter_slot"
-	"       (name, slot, slots, value, version, created_at, updated_at)"
-	" SELECT $1, s, $3,"
-	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
-	"        CASE WHEN s OPERATOR(pg_catalog.=) 0 THEN 1 ELSE 0 END, t.now, t.now"
-	"   FROM pg_catalog.generate_series(0, $3 OPERATOR(pg_catalog.-) 1) s,"
-	"        (SELECT pg_catalog.clock_timestamp() AS now) t",
-	3, {TEXTOID, INT8OID, INT4OID}
+	TS_SQL_INSERT("", ""), 3, {TEXTOID, INT8OID, INT4OID}
 };
 
 /*
@@ -189,33 +183,26 @@ static TsStatement ts_stmt_insert_1_4 = {
  * the rows whose value changes bump their version, so the counter's version
  * (the sum of its slot versions) grows by the rows that changed.
  */
+#define TS_SQL_SET(bounds) \
+	"UPDATE turnstile.counter_slot" \
+	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END," \
+	"       version = version OPERATOR(pg_catalog.+)" \
+	"                 CASE WHEN slot OPERATOR(pg_catalog.=) 0" \
+	"                        OR value OPERATOR(pg_catalog.<>) 0 THEN 1 ELSE 0 END," \
+	"       updated_at = CASE WHEN slot OPERATOR(pg_catalog.=) 0" \
+	"                          OR value OPERATOR(pg_catalog.<>) 0" \
+	"                         THEN pg_catalog.clock_timestamp() ELSE updated_at END" bounds \
+	" WHERE name OPERATOR(pg_catalog.=) $1"
+
 static TsStatement ts_stmt_set = {
-	"UPDATE turnstile.counter_slot"
-	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
-	"       version = version OPERATOR(pg_catalog.+)"
-	"                 CASE WHEN slot OPERATOR(pg_catalog.=) 0"
-	"                        OR value OPERATOR(pg_catalog.<>) 0 THEN 1 ELSE 0 END,"
-	"       updated_at = CASE WHEN slot OPERATOR(pg_catalog.=) 0"
-	"                          OR value OPERATOR(pg_catalog.<>) 0"
-	"                         THEN pg_catalog.clock_timestamp() ELSE updated_at END,"
-	"       lower = $3, upper = $4,"
-	"       slot_lower = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $5 ELSE $6 END,"
-	"       slot_upper = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $7 ELSE $8 END"
-	" WHERE name OPERATOR(pg_catalog.=) $1",
+	TS_SQL_SET(", lower = $3, upper = $4,"
+			   "  slot_lower = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $5 ELSE $6 END,"
+			   "  slot_upper = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $7 ELSE $8 END"),
 	8, {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID}
 };
 
 static TsStatement ts_stmt_set_1_4 = {
-	"UPDATE turnstile.counter_slot"
-	"   SET value = CASE WHEN slot OPERATOR(pg_catalog.=) 0 THEN $2 ELSE 0 END,"
-	"       version = version OPERATOR(pg_catalog.+)"
-	"                 CASE WHEN slot OPERATOR(pg_catalog.=) 0"
-	"                        OR value OPERATOR(pg_catalog.<>) 0 THEN 1 ELSE 0 END,"
-	"       updated_at = CASE WHEN slot OPERATOR(pg_catalog.=) 0"
-	"                          OR value OPERATOR(pg_catalog.<>) 0"
-	"                         THEN pg_catalog.clock_timestamp() ELSE updated_at END"
-	" WHERE name OPERATOR(pg_catalog.=) $1",
-	2, {TEXTOID, INT8OID}
+	TS_SQL_SET(""), 2, {TEXTOID, INT8OID}
 };
 
 static TsStatement ts_stmt_delete = {
@@ -224,29 +211,23 @@ static TsStatement ts_stmt_delete = {
 };
 
 /* an overflowed hot counter (see ts_counter_value) is listed with NULL value */
+#define TS_SQL_LIST(bounds) \
+	"SELECT name," \
+	"       CASE WHEN pg_catalog.sum(value) OPERATOR(pg_catalog.>=) -9223372036854775808" \
+	"             AND pg_catalog.sum(value) OPERATOR(pg_catalog.<=) 9223372036854775807" \
+	"            THEN pg_catalog.sum(value)::pg_catalog.int8 END," \
+	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots)," \
+	"       pg_catalog.min(created_at), pg_catalog.max(updated_at)" bounds \
+	"  FROM turnstile.counter_slot" \
+	" GROUP BY name ORDER BY name"
+
 static TsStatement ts_stmt_list = {
-	"SELECT name,"
-	"       CASE WHEN pg_catalog.sum(value) OPERATOR(pg_catalog.>=) -9223372036854775808"
-	"             AND pg_catalog.sum(value) OPERATOR(pg_catalog.<=) 9223372036854775807"
-	"            THEN pg_catalog.sum(value)::pg_catalog.int8 END,"
-	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots),"
-	"       pg_catalog.min(created_at), pg_catalog.max(updated_at),"
-	"       pg_catalog.max(lower), pg_catalog.max(upper)"
-	"  FROM turnstile.counter_slot"
-	" GROUP BY name ORDER BY name",
-	0, {InvalidOid}
+	TS_SQL_LIST(", pg_catalog.max(lower), pg_catalog.max(upper)"), 0, {InvalidOid}
 };
 
+/* (counter_state has the bounds' columns since 1.5 too) */
 static TsStatement ts_stmt_list_1_4 = {
-	"SELECT name,"
-	"       CASE WHEN pg_catalog.sum(value) OPERATOR(pg_catalog.>=) -9223372036854775808"
-	"             AND pg_catalog.sum(value) OPERATOR(pg_catalog.<=) 9223372036854775807"
-	"            THEN pg_catalog.sum(value)::pg_catalog.int8 END,"
-	"       pg_catalog.sum(version)::pg_catalog.int8, pg_catalog.max(slots),"
-	"       pg_catalog.min(created_at), pg_catalog.max(updated_at)"
-	"  FROM turnstile.counter_slot"
-	" GROUP BY name ORDER BY name",
-	0, {InvalidOid}
+	TS_SQL_LIST(""), 0, {InvalidOid}
 };
 
 /* The statement for the installed SQL version: counter_slot has bounds since 1.5. */
