@@ -31,9 +31,12 @@ CREATE OR REPLACE VIEW turnstile.counters AS
 
 --
 -- counter_create takes the bounds.  The function with the new arguments is a
--- new function: the old one is renamed, its EXECUTE grants are given to the
--- new one, and then it is dropped, so that an application role keeps what
--- it was granted.
+-- new function, so the EXECUTE grants on the old one do not carry over.
+-- Granting them again here would make them the extension's initial
+-- privileges: pg_dump would leave them out, and from PostgreSQL 17 on the
+-- grantee could not be dropped.  So the roles that had them are named in a
+-- WARNING (a NOTICE would not reach the user: extension scripts run with
+-- client_min_messages at warning), with the GRANT to run after the update.
 --
 ALTER FUNCTION turnstile.counter_create(text, bigint, integer)
 	RENAME TO counter_create_before_1_5;
@@ -51,21 +54,23 @@ REVOKE ALL ON FUNCTION turnstile.counter_create(text, bigint, integer, bigint, b
 
 DO $$
 DECLARE
-	grant_item record;
+	grantees text;
 BEGIN
-	FOR grant_item IN
-		SELECT a.grantee, a.is_grantable
-		  FROM pg_catalog.pg_proc p,
-			   LATERAL pg_catalog.aclexplode(p.proacl) a
-		 WHERE p.oid = 'turnstile.counter_create_before_1_5(text, bigint, integer)'::pg_catalog.regprocedure
-		   AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
-	LOOP
-		EXECUTE pg_catalog.format(
-			'GRANT EXECUTE ON FUNCTION turnstile.counter_create(text, bigint, integer, bigint, bigint) TO %s%s',
-			CASE WHEN grant_item.grantee = 0 THEN 'PUBLIC'
-				 ELSE pg_catalog.quote_ident(grant_item.grantee::pg_catalog.regrole::text) END,
-			CASE WHEN grant_item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-	END LOOP;
+	SELECT pg_catalog.string_agg(
+			   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+					ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::text) END,
+			   ', ' ORDER BY a.grantee::pg_catalog.regrole::text)
+	  INTO grantees
+	  FROM pg_catalog.pg_proc p,
+		   LATERAL pg_catalog.aclexplode(p.proacl) a
+	 WHERE p.oid = 'turnstile.counter_create_before_1_5(text, bigint, integer)'::pg_catalog.regprocedure
+	   AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner;
+	IF grantees IS NOT NULL THEN
+		RAISE WARNING 'counter_create has two more arguments (lower, upper) in pg_turnstile 1.5, and its grants are gone'
+			USING HINT = pg_catalog.format(
+				'After the update, run: GRANT EXECUTE ON FUNCTION turnstile.counter_create(text, bigint, integer, bigint, bigint) TO %s;',
+				grantees);
+	END IF;
 END
 $$;
 

@@ -86,7 +86,8 @@ SELECT realm, user_id, status, logins, validations, failures
   FROM turnstile.credential_status ORDER BY realm, user_id;
 SELECT name, value, version, slots FROM turnstile.counters ORDER BY name;
 
--- A role granted counter_create keeps it when 1.5 replaces the function.
+-- A role granted counter_create: 1.5 replaces the function, and names the
+-- role in a WARNING, with the GRANT to run again.
 CREATE ROLE up_grantee;
 GRANT EXECUTE ON FUNCTION turnstile.counter_create(text, bigint, integer) TO up_grantee;
 
@@ -244,13 +245,20 @@ SELECT version, extversion, counters, credentials, realms, cached,
 -- the walk ended at the default version
 SELECT extversion = :'target' AS at_default_version
   FROM pg_extension WHERE extname = 'pg_turnstile';
--- 1.5: the counters made before have no bounds, the grant of counter_create
--- went to its new signature, and bounds work on old and new counters
+-- 1.5: the counters made before have no bounds; the role granted the old
+-- counter_create has no grant on the new one until it is granted again
+-- (which the WARNING of the step above said), and can be dropped afterwards;
+-- bounds work on old and new counters
 SELECT name, value, lower, upper FROM turnstile.counters
  WHERE name NOT LIKE 'up_probe%' ORDER BY name;
 SELECT has_function_privilege('up_grantee',
        'turnstile.counter_create(text, bigint, integer, bigint, bigint)', 'EXECUTE')
-       AS grant_kept;
+       AS granted;
+GRANT EXECUTE ON FUNCTION turnstile.counter_create(text, bigint, integer, bigint, bigint)
+  TO up_grantee;
+SELECT has_function_privilege('up_grantee',
+       'turnstile.counter_create(text, bigint, integer, bigint, bigint)', 'EXECUTE')
+       AS granted;
 REVOKE ALL ON FUNCTION turnstile.counter_create(text, bigint, integer, bigint, bigint)
   FROM up_grantee;
 DROP ROLE up_grantee;
