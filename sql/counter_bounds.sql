@@ -120,6 +120,19 @@ SELECT turnstile.counter_create('narrow', 9223372036854775807, 1,
                                 9223372036854775807, 9223372036854775807);
 SELECT * FROM turnstile.counter_try_incr('narrow', -9223372036854775808, true);
 
+-- A hot counter with a bound on one side only: its slots have shares of the
+-- room up to the end of the bigint range on the other side, so that they
+-- cannot together pass it; clamping and refusing there work from any slot.
+SELECT turnstile.counter_create('open_hot', 9223372036854775802, 2, lower => 0);
+SELECT slot, value, slot_lower, slot_upper FROM turnstile.counter_slot
+ WHERE name = 'open_hot' ORDER BY slot;
+SELECT * FROM turnstile.counter_try_incr('open_hot', 10);
+SELECT turnstile.counter_incr('open_hot', 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM turnstile.counter_try_incr('open_hot', 10, true);
+SELECT turnstile.counter_get('open_hot');
+SELECT turnstile.counter_drop('open_hot');
+
 -- A hot bounded counter: each slot holds a share of the room (slot_lower,
 -- slot_upper), and the shares add up to the bounds.
 SELECT turnstile.counter_create('hot_stock', 1000, 4, 0, 2000);

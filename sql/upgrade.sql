@@ -196,6 +196,16 @@ BEGIN
 		AND turnstile.counter_create(hot, 10, 8) = 10
 		AND turnstile.counter_incr(hot, 3) = 13
 		AND turnstile.counter_get(hot) = 13;
+	-- from 1.4 on: counter_incr_once and rate_limit, whose tables this
+	-- backend first sees appear in the middle of its life
+	IF pg_catalog.string_to_array(step, '.')::integer[] >= '{1,4}' THEN
+		counter_calls := counter_calls
+			AND turnstile.counter_incr_once(probe, 2, 'up-once-' || step) = 7
+			AND turnstile.counter_incr_once(probe, 2, 'up-once-' || step) = 7
+			AND (SELECT count = 1 FROM turnstile.rate_limit('up-rate-' || step, 5, '1 day'))
+			AND (SELECT count = 2 FROM turnstile.rate_limit('up-rate-' || step, 5, '1 day'));
+		PERFORM turnstile.counter_incr(probe, -2);
+	END IF;
 	SELECT * INTO cas FROM turnstile.counter_cas(probe, 5, 50);
 	counter_calls := counter_calls AND cas.applied AND cas.value = 50;
 	SELECT * INTO cas FROM turnstile.counter_cas(hot, 12, 0);

@@ -246,6 +246,12 @@ ts_counter_stmt(TsStatement *stmt, TsStatement *stmt_1_4)
  * holds the value; the others hold 0, with the share [-room, room].
  * Computed in 128 bits: the room may be all of the bigint range, and a
  * share of it (half at most, as there are at least two slots) fits again.
+ *
+ * A counter with a bound on one side only gets shares on the other side
+ * too, of the room up to the end of the bigint range: else a hot counter's
+ * slots could each stay in range there and together pass it, and a
+ * counter_try_incr on one slot could not know.  A counter without bounds
+ * keeps none (NULL), as before bounds existed.
  */
 typedef struct TsShares
 {
@@ -269,9 +275,11 @@ ts_counter_shares(const TsCounterState *state, int64 value, int32 slots, TsShare
 	shares->args[3] = Int64GetDatum(slots > 1 ? (int64) -lower_room : 0);
 	shares->args[5] = Int64GetDatum(slots > 1 ? (int64) upper_room : 0);
 	if (!state->has_lower)
-		shares->nulls[0] = shares->nulls[2] = shares->nulls[3] = 'n';
+		shares->nulls[0] = 'n';
 	if (!state->has_upper)
-		shares->nulls[1] = shares->nulls[4] = shares->nulls[5] = 'n';
+		shares->nulls[1] = 'n';
+	if (!state->has_lower && !state->has_upper)
+		shares->nulls[2] = shares->nulls[3] = shares->nulls[4] = shares->nulls[5] = 'n';
 }
 
 /*

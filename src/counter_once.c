@@ -36,6 +36,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
 #endif
@@ -277,7 +278,7 @@ ts_once_claim(const TsCounter *counter, int64 delta, const char *key, int64 *res
 static void
 ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
 {
-	Relation	rel = ts_relaccess_open(&ts_rels.idempotency_key, RowExclusiveLock);
+	Relation	rel;
 	TupleTableSlot *slot;
 	Snapshot	latest;
 	bool		should_free;
@@ -287,12 +288,18 @@ ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
 	bool		nulls[TS_DIRECT_NATTS_MAX] = {false};
 	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
 
-	if (!ts_relaccess_writable(rel, 2, (Oid[]) {ts_rels.idempotency_key_by_key,
-		ts_rels.idempotency_key_by_used_at}))
+	/* (the table is there: the claim inserted into it) */
+	ts_relaccess_lookup();
+	rel = OidIsValid(ts_rels.idempotency_key) ?
+		ts_relaccess_open(&ts_rels.idempotency_key, RowExclusiveLock) : NULL;
+	if (rel == NULL ||
+		!ts_relaccess_writable(rel, 2, (Oid[]) {ts_rels.idempotency_key_by_key,
+			ts_rels.idempotency_key_by_used_at}))
 	{
 		TsStoreSession session;
 
-		table_close(rel, RowExclusiveLock);
+		if (rel != NULL)
+			table_close(rel, RowExclusiveLock);
 		ts_store_open(&session);
 		ts_store_exec(&ts_stmt_record,
 					  (Datum[]) {CStringGetTextDatum(key), Int64GetDatum(result)},
@@ -310,6 +317,8 @@ ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
 	values[ts_rels.idem_result - 1] = Int64GetDatum(result);
 	replace[ts_rels.idem_result - 1] = true;
 	recorded = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, replace);
+	/* as the UPDATE would: refused if updates are published without a replica identity */
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 	CatalogTupleUpdate(rel, &tuple->t_self, recorded);
 	CommandCounterIncrement();
 

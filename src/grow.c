@@ -78,7 +78,8 @@ static TsStatement ts_stmt_find = {
  * the new slots start at zero.  Neither the value nor the version moves (the
  * sums over the slots stay the same), nor updated_at: the new rows carry the
  * counter's created_at, like the rows it was created with.  The new slots of
- * a bounded counter get no share of its room ([0, 0]), since the shares of
+ * a bounded counter (on either side: see TsShares in counter.c) get no share
+ * of its room ([0, 0]), since the shares of
  * the old ones add up to the bounds already: their increments go to the
  * exclusive path, which deals the room out again over all the slots.
  */
@@ -91,8 +92,8 @@ static TsStatement ts_stmt_grow = {
 	"        (name, slot, slots, value, version, created_at, updated_at,"
 	"         lower, upper, slot_lower, slot_upper)"
 	" SELECT $1, s, $3, 0, 0, c.created_at, c.created_at, c.lower, c.upper,"
-	"        CASE WHEN c.lower IS NOT NULL THEN 0 END,"
-	"        CASE WHEN c.upper IS NOT NULL THEN 0 END"
+	"        CASE WHEN c.lower IS NOT NULL OR c.upper IS NOT NULL THEN 0 END,"
+	"        CASE WHEN c.lower IS NOT NULL OR c.upper IS NOT NULL THEN 0 END"
 	"   FROM pg_catalog.generate_series($2, $3 OPERATOR(pg_catalog.-) 1) s,"
 	"        (SELECT pg_catalog.min(created_at) AS created_at,"
 	"                pg_catalog.min(lower) AS lower, pg_catalog.min(upper) AS upper"

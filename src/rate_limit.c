@@ -43,6 +43,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "common/int.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -144,8 +145,8 @@ ts_rate_take_direct(TsRateTake *take)
 	}
 	slot = table_slot_create(rel, NULL);
 	latest = ts_latest_snapshot();
-	ScanKeyInit(&key, ts_rels.rl_key, BTEqualStrategyNumber, F_TEXTEQ,
-				CStringGetTextDatum(take->key));
+	/* (the key is the primary key's first and only column) */
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(take->key));
 
 	/*
 	 * Lock the row as ON CONFLICT DO UPDATE would, but also following its
@@ -195,6 +196,8 @@ ts_rate_take_direct(TsRateTake *take)
 
 		tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
 		taken = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, replace);
+		/* as the upsert would: refused if updates are published without a replica identity */
+		CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 		CatalogTupleUpdate(rel, &tuple->t_self, taken);
 		CommandCounterIncrement();
 		heap_freetuple(taken);

@@ -64,13 +64,22 @@ ts_relaccess_on_change(TsRelaccessForget forget)
 	ts_relaccess_forgets[ts_relaccess_nforgets++] = forget;
 }
 
+/*
+ * Until the tables of 1.4 are there, any new relation may be one of them
+ * (ALTER EXTENSION UPDATE creates them without touching the others), so
+ * every change sends the lookup round again.
+ */
 static void
 ts_relaccess_forget(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == ts_rels.realm || relid == ts_rels.credential ||
 		relid == ts_rels.realm_by_name || relid == ts_rels.credential_by_key ||
 		relid == ts_rels.counter_slot || relid == ts_rels.counter_slot_by_key ||
-		relid == ts_rels.realm_grant || relid == ts_rels.realm_grant_by_key)
+		relid == ts_rels.realm_grant || relid == ts_rels.realm_grant_by_key ||
+		!OidIsValid(ts_rels.rate_limit) ||
+		relid == ts_rels.rate_limit || relid == ts_rels.rate_limit_by_key ||
+		relid == ts_rels.idempotency_key || relid == ts_rels.idempotency_key_by_key ||
+		relid == ts_rels.idempotency_key_by_used_at)
 	{
 		ts_rels_valid = false;
 		for (int i = 0; i < ts_relaccess_nforgets; i++)

@@ -152,5 +152,24 @@ is($node->safe_psql('postgres', q{
 		 WHERE key LIKE 'random-%'}),
 	't', 'and no two keys share a result: no increment was applied twice');
 
+# A backend that used the extension before ALTER EXTENSION UPDATE to 1.4
+# created the tables of counter_incr_once and rate_limit, in another
+# session, uses them afterwards: the new tables send its lookup round again.
+$node->safe_psql('postgres', q{
+	CREATE DATABASE older;
+});
+$node->safe_psql('older', q{CREATE EXTENSION pg_turnstile VERSION '1.3'});
+my $pooled = $node->background_psql('older');
+is($pooled->query_safe(q{SELECT turnstile.counter_incr('pooled', 1)}), '1',
+	'a backend at 1.3 increments');
+$node->safe_psql('older', q{ALTER EXTENSION pg_turnstile UPDATE TO '1.4'});
+is($pooled->query_safe(q{
+		SELECT turnstile.counter_incr_once('pooled', 2, 'pooled-1') || ' ' ||
+		       turnstile.counter_incr_once('pooled', 2, 'pooled-1') || ' ' ||
+		       (SELECT count FROM turnstile.rate_limit('pooled', 3, '1 day')) || ' ' ||
+		       (SELECT count FROM turnstile.rate_limit('pooled', 3, '1 day'))}),
+	'3 3 1 2', 'and after another session updated it to 1.4, uses the new tables');
+$pooled->quit;
+
 $node->stop;
 done_testing();
