@@ -78,10 +78,9 @@ static TsStatement ts_stmt_find = {
  * the new slots start at zero.  Neither the value nor the version moves (the
  * sums over the slots stay the same), nor updated_at: the new rows carry the
  * counter's created_at, like the rows it was created with.  The new slots of
- * a bounded counter (on either side: see TsShares in counter.c) get no share
- * of its room ([0, 0]), since the shares of
- * the old ones add up to the bounds already: their increments go to the
- * exclusive path, which deals the room out again over all the slots.
+ * a bounded counter (on either side: see TsShares in counter.c) start with
+ * no share of its room ([0, 0]), as the shares of the old ones add up to the
+ * bounds already; ts_stmt_share_out then deals the room out over them all.
  */
 static TsStatement ts_stmt_grow = {
 	"WITH grown AS ("
@@ -102,7 +101,51 @@ static TsStatement ts_stmt_grow = {
 	3, {TEXTOID, INT4OID, INT4OID}
 };
 
-/* the same until ALTER EXTENSION UPDATE to 1.5, when counters have no bounds */
+/*
+ * Deal the room of bounded counter $1 out over all its slots again, after
+ * it grew: each slot keeps its value and gets an even share of the room
+ * between the counter's value and each bound (the end of the bigint range
+ * on an open side), slot 0 also what does not divide; so the shares add up
+ * to the bounds.  Without it the new slots would have none, and the first
+ * increment on each would take the exclusive path, whose rewrite of every
+ * slot holds them all until it commits: increments that find every slot
+ * busy ask for growth, and the counter would grow again and again.  Values,
+ * versions and times stay as they are.  (OPERATOR(pg_catalog.x) operators
+ * all bind alike, left to right: the parentheses are needed.)
+ */
+static TsStatement ts_stmt_share_out = {
+	"UPDATE turnstile.counter_slot s"
+	"   SET slot_lower = (s.value OPERATOR(pg_catalog.-)"
+	"                     CASE WHEN s.slot OPERATOR(pg_catalog.=) 0"
+	"                          THEN t.room_lower OPERATOR(pg_catalog.-)"
+	"                               ((t.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) t.share_lower)"
+	"                          ELSE t.share_lower END)::pg_catalog.int8,"
+	"       slot_upper = (s.value OPERATOR(pg_catalog.+)"
+	"                     CASE WHEN s.slot OPERATOR(pg_catalog.=) 0"
+	"                          THEN t.room_upper OPERATOR(pg_catalog.-)"
+	"                               ((t.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.*) t.share_upper)"
+	"                          ELSE t.share_upper END)::pg_catalog.int8"
+	"  FROM (SELECT r.*,"
+	"               pg_catalog.div(r.room_lower, r.n) AS share_lower,"
+	"               pg_catalog.div(r.room_upper, r.n) AS share_upper"
+	"          FROM (SELECT pg_catalog.sum(value) OPERATOR(pg_catalog.-)"
+	"                       pg_catalog.min(lower_or_min) AS room_lower,"
+	"                       pg_catalog.min(upper_or_max) OPERATOR(pg_catalog.-)"
+	"                       pg_catalog.sum(value) AS room_upper,"
+	"                       pg_catalog.max(slots)::pg_catalog.numeric AS n"
+	"                  FROM (SELECT value, slots,"
+	"                               CASE WHEN lower IS NULL THEN -9223372036854775808"
+	"                                    ELSE lower END::pg_catalog.numeric AS lower_or_min,"
+	"                               CASE WHEN upper IS NULL THEN 9223372036854775807"
+	"                                    ELSE upper END::pg_catalog.numeric AS upper_or_max"
+	"                          FROM turnstile.counter_slot"
+	"                         WHERE name OPERATOR(pg_catalog.=) $1"
+	"                           AND (lower IS NOT NULL OR upper IS NOT NULL)) b) r) t"
+	" WHERE s.name OPERATOR(pg_catalog.=) $1 AND t.n IS NOT NULL",
+	1, {TEXTOID}
+};
+
+/* the same as ts_stmt_grow until ALTER EXTENSION UPDATE to 1.5, when counters have no bounds */
 static TsStatement ts_stmt_grow_1_4 = {
 	"WITH grown AS ("
 	"  UPDATE turnstile.counter_slot SET slots = $3"
@@ -219,10 +262,16 @@ ts_grow_worker_main(Datum main_arg)
 
 			args[0] = CStringGetTextDatum(name);
 			args[2] = Int32GetDatum(request.to_slots);
-			if (ts_store_exec(ts_counter_has_bounds() ? &ts_stmt_grow : &ts_stmt_grow_1_4, args, NULL, InvalidSnapshot, false) > 0)
+			if (ts_store_exec(ts_counter_has_bounds() ? &ts_stmt_grow : &ts_stmt_grow_1_4,
+							  args, NULL, InvalidSnapshot, false) > 0)
+			{
+				/* (a statement of its own: it must see the rows the growth added) */
+				if (ts_counter_has_bounds())
+					ts_store_exec(&ts_stmt_share_out, args, NULL, InvalidSnapshot, false);
 				ereport(DEBUG1,
 						(errmsg("hot counter \"%s\" grew from %d to %d slots",
 								name, request.from_slots, request.to_slots)));
+			}
 		}
 	}
 	ts_store_close(&session);

@@ -71,5 +71,38 @@ is($node->safe_psql('postgres', q{
 note 'slots at the end: '
   . $node->safe_psql('postgres', q{SELECT slots FROM turnstile.counter_info('stock')});
 
+# A bounded hot counter that grows deals its room out over the new slots
+# too, so that no increment has to take the exclusive path for them (whose
+# rewrite of every slot would make the increments waiting meanwhile ask for
+# growth again and again).  16 open transactions hold its 16 slots; a 17th
+# increment finds them all busy, asks for growth and waits; once they
+# commit, the counter grows to 32 slots.
+$node->safe_psql('postgres', q{
+	SELECT turnstile.counter_create('far', 1000000000000, 16, lower => 0);
+});
+my @holders = map { $node->background_psql('postgres') } 1 .. 16;
+$_->query_safe(q{BEGIN; SELECT turnstile.counter_decr('far');}) foreach @holders;
+my $asker = $node->background_psql('postgres');
+$asker->query_until(qr/asking/, q{
+	\echo asking
+	SELECT turnstile.counter_decr('far');
+});
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) > 0 FROM pg_stat_activity
+		 WHERE wait_event_type = 'Lock' AND query LIKE '%counter_decr(''far'')%'}),
+	'a 17th increment waits, every slot being held');
+$_->query_safe('COMMIT') foreach @holders;
+$_->quit foreach @holders;
+$asker->quit;
+ok($node->poll_query_until('postgres', q{
+		SELECT slots = 32 FROM turnstile.counter_info('far')}),
+	'the counter grew to 32 slots');
+my ($without_room, $lowers, $value) = split /\|/, $node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE value - slot_lower < 1000000), sum(slot_lower), sum(value)
+	  FROM turnstile.counter_slot WHERE name = 'far'});
+is($without_room, '0', 'every slot, the new ones too, has a share of the room');
+is($lowers, '0', 'the shares still add up to the lower bound');
+is($value, 1000000000000 - 17, 'and the value is exact');
+
 $node->stop;
 done_testing();
