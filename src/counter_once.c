@@ -34,9 +34,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/indexing.h"
 #include "catalog/pg_type.h"
-#include "executor/executor.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
 #endif
@@ -283,9 +281,7 @@ ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
 	Snapshot	latest;
 	bool		should_free;
 	HeapTuple	tuple;
-	HeapTuple	recorded;
 	Datum		values[TS_DIRECT_NATTS_MAX] = {0};
-	bool		nulls[TS_DIRECT_NATTS_MAX] = {false};
 	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
 
 	/* (the table is there: the claim inserted into it) */
@@ -316,13 +312,7 @@ ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
 	tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
 	values[ts_rels.idem_result - 1] = Int64GetDatum(result);
 	replace[ts_rels.idem_result - 1] = true;
-	recorded = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, replace);
-	/* as the UPDATE would: refused if updates are published without a replica identity */
-	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
-	CatalogTupleUpdate(rel, &tuple->t_self, recorded);
-	CommandCounterIncrement();
-
-	heap_freetuple(recorded);
+	ts_relaccess_update_row(rel, tuple, values, replace);
 	if (should_free)
 		heap_freetuple(tuple);
 	ts_policy_release(latest);

@@ -670,10 +670,8 @@ ts_counter_writer(const char *name)
 static void
 ts_slot_write(Relation rel, const TsSlotRows *rows, int64 slot_value)
 {
-	Datum		values[Natts_ts_counter_slot_max];
-	bool		nulls[Natts_ts_counter_slot_max] = {false};
-	bool		replace[Natts_ts_counter_slot_max] = {false};
-	HeapTuple	new_tuple;
+	Datum		values[TS_DIRECT_NATTS_MAX];
+	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
 
 	values[ts_rels.counter_value - 1] = Int64GetDatum(slot_value);
 	values[ts_rels.counter_version - 1] = Int64GetDatum(rows->own_version + 1);
@@ -681,19 +679,12 @@ ts_slot_write(Relation rel, const TsSlotRows *rows, int64 slot_value)
 	replace[ts_rels.counter_value - 1] = true;
 	replace[ts_rels.counter_version - 1] = true;
 	replace[ts_rels.counter_updated_at - 1] = true;
-	new_tuple = heap_modify_tuple(rows->own, RelationGetDescr(rel), values, nulls, replace);
 
 	/*
-	 * Under the caller's lock nobody else writes this row, so the update
-	 * meets no concurrent one (a writer that bypasses turnstile's functions
-	 * was sent to SQL by the caller).
+	 * Under the caller's lock nobody else writes this row (a writer that
+	 * bypasses turnstile's functions was sent to SQL by the caller).
 	 */
-	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
-	CatalogTupleUpdate(rel, &rows->own->t_self, new_tuple);
-
-	/* let the rest of this transaction, and this statement, see the change */
-	CommandCounterIncrement();
-	heap_freetuple(new_tuple);
+	ts_relaccess_update_row(rel, rows->own, values, replace);
 }
 
 /*

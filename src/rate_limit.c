@@ -41,9 +41,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/indexing.h"
 #include "catalog/pg_type.h"
-#include "executor/executor.h"
 #include "common/int.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -162,13 +160,11 @@ ts_rate_take_direct(TsRateTake *take)
 						 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
 	{
 		Datum		values[TS_DIRECT_NATTS_MAX];
-		bool		nulls[TS_DIRECT_NATTS_MAX] = {false};
 		bool		replace[TS_DIRECT_NATTS_MAX] = {false};
 		TimestampTz stored_window;
 		int64		base;
 		bool		should_free;
 		HeapTuple	tuple;
-		HeapTuple	taken;
 
 		slot_getallattrs(slot);
 		stored_window = DatumGetTimestampTz(slot->tts_values[ts_rels.rl_window_start - 1]);
@@ -195,12 +191,8 @@ ts_rate_take_direct(TsRateTake *take)
 		replace[ts_rels.rl_allowed - 1] = replace[ts_rels.rl_used_at - 1] = true;
 
 		tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
-		taken = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, replace);
-		/* as the upsert would: refused if updates are published without a replica identity */
-		CheckCmdReplicaIdentity(rel, CMD_UPDATE);
-		CatalogTupleUpdate(rel, &tuple->t_self, taken);
-		CommandCounterIncrement();
-		heap_freetuple(taken);
+		/* the row's lock, held to the end of the transaction, makes this its only writer */
+		ts_relaccess_update_row(rel, tuple, values, replace);
 		if (should_free)
 			heap_freetuple(tuple);
 		done = true;

@@ -29,6 +29,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
@@ -456,6 +457,28 @@ ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes)
 		writable = list_member_oid(found, indexes[i]);
 	list_free(found);
 	return writable;
+}
+
+/*
+ * Write a new version of row, a copy of a row of rel, with the columns that
+ * replace marks set to values (arrays of TS_DIRECT_NATTS_MAX), as an UPDATE
+ * would: refused if updates are published without a replica identity, the
+ * indexes maintained, and the change visible to the rest of the transaction
+ * and to this statement.  The caller has checked ts_relaccess_writable and
+ * holds what makes it the row's only writer (a key's lock, or the row's), so
+ * the update meets no concurrent one.
+ */
+void
+ts_relaccess_update_row(Relation rel, HeapTuple row, Datum *values, bool *replace)
+{
+	bool		nulls[TS_DIRECT_NATTS_MAX] = {false};
+	HeapTuple	updated = heap_modify_tuple(row, RelationGetDescr(rel), values, nulls,
+											replace);
+
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	CatalogTupleUpdate(rel, &row->t_self, updated);
+	CommandCounterIncrement();
+	heap_freetuple(updated);
 }
 
 /*

@@ -145,6 +145,8 @@ typedef void (*TsRelaccessForget) (void);
 extern void ts_relaccess_on_change(TsRelaccessForget forget);
 extern Relation ts_relaccess_open(const Oid *relid, LOCKMODE mode);
 extern bool ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes);
+extern void ts_relaccess_update_row(Relation rel, HeapTuple row, Datum *values,
+									bool *replace);
 extern bool ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 							   Snapshot snapshot, TupleTableSlot *slot);
 extern bool ts_relaccess_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,
