@@ -5,8 +5,8 @@
 #    after the one that asked has ended and the increments in flight have
 #    committed; its value, version, created_at and updated_at stay as they
 #    were, and a backend that knew the old slot count goes on exactly.
-# 2. Many clients: 8 clients on a 2-slot counter grow it to 4 or 8 slots,
-#    never more, and the value is exact to the unit.
+# 2. Many clients: 8 clients on a 2-slot counter whose slots are held grow
+#    it to 4 or 8 slots, never more, and the value is exact to the unit.
 # 3. turnstile.hot_slots_max = 2 keeps the same load on 2 slots.
 # 4. Only a superuser may change turnstile.hot_slots_max.
 # 5. An increment whose request to grow finds no background worker slot free
@@ -111,27 +111,53 @@ is($holders[1]->query_safe(
 	'18|18', 'and reads exactly');
 $_->quit for @holders, $waiter;
 
-# 2. Many clients, and 3. the limit
+# 2. Many clients, and 3. the limit.  Two open transactions hold both slots
+# while 8 pgbench clients start, so that their first increments find every
+# slot busy for certain, not only when the load happens to line up; once a
+# client waits for them, the holders commit and the clients run to the end.
 sub hammer
 {
 	my ($name, $options, $what) = @_;
-	local $ENV{PGOPTIONS} = $options;
 	$node->safe_psql('postgres', "SELECT turnstile.counter_create('$name', 0, 2)");
-	$node->pgbench('--no-vacuum --client=8 --jobs=2 --transactions=300',
-		0, [qr{processed: 2400/2400}], [qr{^$}], "$what: 8 clients",
-		{ "014_$name" => "SELECT turnstile.counter_incr('$name');" });
+	my @slot_holders = map { $node->background_psql('postgres') } 1 .. 2;
+	$_->query_safe("BEGIN; SELECT turnstile.counter_incr('$name')") for @slot_holders;
+
+	my $script = "${PostgreSQL::Test::Utils::tmp_check}/014_$name.sql";
+	append_to_file($script, "SELECT turnstile.counter_incr('$name');\n");
+	my ($out, $err) = ('', '');
+	my $clients;
+	{
+		local $ENV{PGOPTIONS} = $options;
+		$clients = IPC::Run::start(
+			[
+				'pgbench', '--no-vacuum', '--client=8', '--jobs=2',
+				'--transactions=300', '--file', $script,
+				'--host', $node->host, '--port', $node->port, 'postgres'
+			],
+			'>', \$out, '2>', \$err);
+	}
+	ok($node->poll_query_until('postgres', qq{
+			SELECT count(*) > 0 FROM pg_stat_activity
+			 WHERE wait_event_type = 'Lock'
+			   AND query LIKE '%counter_incr(''$name'')%'}),
+		"$what: a client waits, both slots being held");
+	$_->query_safe('COMMIT') for @slot_holders;
+	$_->quit for @slot_holders;
+	$clients->finish;
+	like($out, qr{processed: 2400/2400}, "$what: 8 clients ran every transaction");
+	is($err, '', "$what: without an error");
 	ok($node->poll_query_until('postgres', $no_grower),
 		"$what: no worker left running");
 	return info($name);
 }
 
 my ($value, undef, $slots) = split /\|/, hammer('many', '', 'growth');
-is($value, '2400', 'growth: the value is exact');
+is($value, '2402', 'growth: the value is exact');
 ok($slots == 4 || $slots == 8, "growth: 2 slots grew to 4 or 8 (got $slots)");
 
 ($value, undef, $slots) = split /\|/,
   hammer('capped', '-c turnstile.hot_slots_max=2', 'limit');
-is($value, '2400', 'limit: the value is exact');
+is($value, '2402', 'limit: the value is exact');
 is($slots, '2', 'limit: turnstile.hot_slots_max = 2 keeps 2 slots');
 
 # 4. Superuser only
