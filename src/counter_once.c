@@ -10,15 +10,18 @@
  * same transaction; every later call with the key applies nothing and
  * returns that result.
  *
- * The key's row in turnstile.idempotency_key is the whole mechanism, and
- * PostgreSQL's unique index gives it the semantics the SPEC asks for: the
- * INSERT ... ON CONFLICT DO NOTHING of a second caller with the same key
- * waits for the transaction that inserted it.  If that transaction commits,
- * the second insert does nothing, and the second caller reads the first
- * one's result (with a snapshot taken after the wait, which shows it); if it
- * rolls back, the second insert goes in, and the second caller applies the
- * increment itself.  Only then does a caller increment, so an increment is
- * never applied and then undone.
+ * The key's row in turnstile.idempotency_key is the whole mechanism.  The
+ * call that finds no row for its key, under the key's lock, applies the
+ * increment and inserts the row with its result; a second call with the key
+ * finds that row, still uncommitted, and waits for the transaction that
+ * inserted it, as PostgreSQL's unique index makes a second INSERT wait.  If
+ * that transaction commits, the second call reads the first one's result
+ * (with a snapshot taken after the wait, which shows it); if it rolls back,
+ * the row is gone with the increment, and the second call claims the key
+ * itself.  Only the claiming call increments, so an increment is never
+ * applied and then undone (see ts_once_claim_direct).  A table that someone
+ * altered is written through SQL instead, with INSERT ... ON CONFLICT DO
+ * NOTHING, whose wait for a concurrent insert of the key gives the same.
  *
  * Keys are kept for turnstile.idempotency_window after the call that
  * recorded them, and removed lazily: a backend's first call, and every
@@ -39,6 +42,7 @@
 #include "nodes/miscnodes.h"
 #endif
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -127,13 +131,13 @@ ts_idempotency_window_assign(const char *newval, void *extra)
 }
 
 /*
- * $1 key, $2 counter, $3 delta.  0 rows: the key was there already; else
- * where the claimed row is, for ts_stmt_record.
+ * $1 key, $2 counter, $3 delta: the claim through SQL, for a table that
+ * someone altered (see ts_once_claim_direct).  0 rows: the key was there.
  */
 static TsStatement ts_stmt_claim = {
 	"INSERT INTO turnstile.idempotency_key (key, counter, delta, used_at)"
 	" VALUES ($1, $2, $3, pg_catalog.clock_timestamp())"
-	" ON CONFLICT (key) DO NOTHING RETURNING ctid",
+	" ON CONFLICT (key) DO NOTHING",
 	3, {TEXTOID, TEXTOID, INT8OID}
 };
 
@@ -144,10 +148,7 @@ static TsStatement ts_stmt_claim = {
  * that a growing table then pays for on every call.
  */
 
-/*
- * $1 key, $2 the increment's result: for a table that someone gave a
- * trigger or another index (see ts_once_record).
- */
+/* $1 key, $2 the increment's result: the record after a claim through SQL */
 static TsStatement ts_stmt_record = {
 	"UPDATE turnstile.idempotency_key SET result = $2"
 	" WHERE key OPERATOR(pg_catalog.=) $1",
@@ -198,126 +199,219 @@ enum
 	TS_ONCE_EXPIRED
 };
 
+/* One call of counter_incr_once. */
+typedef struct TsOnceCall
+{
+	TsCounter	counter;
+	int64		delta;
+	const char *key;
+	Datum		key_text;
+	uint64		key_hash;		/* for the key's lock */
+} TsOnceCall;
+
+/* What a claim found. */
+typedef enum TsClaim
+{
+	TS_CLAIM_APPLIED,			/* the key was unused: this call applied the increment */
+	TS_CLAIM_USED,				/* a row is there: look it up */
+	TS_CLAIM_THROUGH_SQL		/* the table was altered: claim through SQL */
+} TsClaim;
+
 /*
- * Claim the key for this call, or find the result of the call that did.
- * True if claimed; else *result is the earlier call's result.  Runs inside
- * a store session; each statement takes the latest snapshot after the one
- * before it returned, so a claim that waited for another transaction is
- * followed by a read that shows what that transaction committed.
+ * Does this call write the table directly?  Only if nobody gave it a
+ * trigger, an index, a column of its own or anything else an INSERT would
+ * have to honour.
  */
 static bool
-ts_once_claim(const TsCounter *counter, int64 delta, const char *key, int64 *result,
-			  ItemPointer claimed_row)
+ts_once_insertable(Relation rel)
 {
-	Datum		window;
-	Datum		args[3] = {CStringGetTextDatum(key), CStringGetTextDatum(counter->name),
-	Int64GetDatum(delta)};
+	TupleDesc	desc = RelationGetDescr(rel);
 
+	if (!ts_relaccess_writable(rel, 2, (Oid[]) {ts_rels.idempotency_key_by_key,
+		ts_rels.idempotency_key_by_used_at}))
+		return false;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		AttrNumber	attnum = i + 1;
+
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			attnum != ts_rels.idem_key && attnum != ts_rels.idem_counter &&
+			attnum != ts_rels.idem_delta && attnum != ts_rels.idem_result &&
+			attnum != ts_rels.idem_used_at)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Claim the key and apply the increment, directly.
+ *
+ * What makes the claim exactly-once is the key's row, as in the claim
+ * through SQL, and the order of three steps under the key's lock: look for
+ * the row (with a dirty snapshot, which shows rows of transactions still in
+ * progress), apply the increment, insert the row with its result.  The
+ * lock keeps a second call with the key from looking between the first's
+ * look and its insert; once the row is in, the lock goes back and the row
+ * holds the key to the end of the transaction (keylock.c, "Keys held
+ * through their rows"): a second call finds it and waits for the inserting
+ * transaction, then finds the row committed (and reads its result) or gone
+ * with a rollback (and claims the key itself).  The increment is applied
+ * only by the call that found the key unused, so it is never applied and
+ * then undone; and the row is written once, with its result, instead of
+ * being inserted and then updated.
+ */
+static TsClaim
+ts_once_claim_direct(TsOnceCall *call, Relation rel, int64 *result)
+{
 	for (;;)
 	{
-		Snapshot	latest = ts_latest_snapshot();
-		int			claimed;
-		bool		isnull;
-		char	   *used_for;
-		int64		used_delta;
+		SnapshotData dirty;
+		ScanKeyData scankey;
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		bool		found;
+		TransactionId writer;
 
-		/* the oldest use still in the window */
-		window = TimestampTzGetDatum(GetCurrentTimestamp() - turnstile_idempotency_window_usec);
-		if (++ts_once_claims_since_sweep >= TS_ONCE_SWEEP_EVERY)
+		ts_lock_idempotency_key(call->key_hash, call->key);
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&scankey, 1, BTEqualStrategyNumber, F_TEXTEQ, call->key_text);
+		found = ts_relaccess_fetch(rel, ts_rels.idempotency_key_by_key, &scankey, 1,
+								   &dirty, slot);
+		ExecDropSingleTupleTableSlot(slot);
+		if (!found)
 		{
-			ts_store_exec(&ts_stmt_sweep, &window, NULL, latest, false);
-			ts_once_claims_since_sweep = 0;
-		}
-		claimed = ts_store_exec(&ts_stmt_claim, args, NULL, latest, false);
-		ts_policy_release(latest);
-		if (claimed == 1)
-		{
-			*claimed_row = *(ItemPointer) DatumGetPointer(ts_store_value(0, 1, &isnull));
-			return true;
-		}
+			Datum		values[TS_DIRECT_NATTS_MAX] = {0};
+			bool		nulls[TS_DIRECT_NATTS_MAX];
 
-		latest = ts_latest_snapshot();
-		if (ts_store_exec(&ts_stmt_lookup, (Datum[]) {args[0], window}, NULL, latest, true) == 0)
-		{
-			/* swept meanwhile by another caller: claim it again */
-			ts_policy_release(latest);
-			continue;
+			*result = ts_counter_add(&call->counter, call->delta);
+
+			/* the increment may have processed invalidations: the numbers again */
+			ts_relaccess_lookup();
+			memset(nulls, true, sizeof(nulls));
+			values[ts_rels.idem_key - 1] = call->key_text;
+			values[ts_rels.idem_counter - 1] = CStringGetTextDatum(call->counter.name);
+			values[ts_rels.idem_delta - 1] = Int64GetDatum(call->delta);
+			values[ts_rels.idem_result - 1] = Int64GetDatum(*result);
+			values[ts_rels.idem_used_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+			nulls[ts_rels.idem_key - 1] = nulls[ts_rels.idem_counter - 1] =
+				nulls[ts_rels.idem_delta - 1] = nulls[ts_rels.idem_result - 1] =
+				nulls[ts_rels.idem_used_at - 1] = false;
+			ts_relaccess_insert_row(rel, values, nulls);
+			ts_unlock_idempotency_key(call->key_hash);
+			return TS_CLAIM_APPLIED;
 		}
-		if (DatumGetBool(ts_store_value(0, TS_ONCE_EXPIRED, &isnull)))
-		{
-			ts_store_exec(&ts_stmt_forget, (Datum[]) {args[0], window}, NULL, latest, false);
-			ts_policy_release(latest);
-			continue;
-		}
-		used_for = TextDatumGetCString(ts_store_value(0, TS_ONCE_COUNTER, &isnull));
-		used_delta = DatumGetInt64(ts_store_value(0, TS_ONCE_DELTA, &isnull));
-		if (strcmp(used_for, counter->name) != 0 || used_delta != delta)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("idempotency key \"%s\" was used for a different increment", key),
-					 errdetail("It was used to add " INT64_FORMAT " to counter \"%s\"; this call adds " INT64_FORMAT " to counter \"%s\".",
-							   used_delta, used_for, delta, counter->name)));
-		*result = DatumGetInt64(ts_store_value(0, TS_ONCE_RESULT, &isnull));
-		ts_policy_release(latest);
-		/* the claim and the result are written in one transaction */
-		if (isnull)
-			elog(ERROR, "idempotency key \"%s\" has no result", key);
-		return false;
+		ts_unlock_idempotency_key(call->key_hash);
+
+		/*
+		 * A row of a transaction still in progress: inserted (the dirty
+		 * snapshot's xmin) or being deleted by a sweep (its xmax).  Wait for
+		 * that transaction, then look again.
+		 */
+		writer = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+		if (!TransactionIdIsValid(writer))
+			return TS_CLAIM_USED;
+		ts_idempotency_key_wait_writer(call->key_hash, writer, call->key);
 	}
 }
 
 /*
- * Record the increment's result in the row this call claimed, found by its
- * place: nothing moves the row between the claim and the record, as it is
- * new and no other transaction can see it yet.  Written directly (one
- * planned UPDATE would cost as much as the increment), unless the table
- * was altered; then through SQL, by key.
+ * Claim the key through SQL (INSERT ... ON CONFLICT DO NOTHING, which waits
+ * for a transaction inserting the same key), and if claimed, apply the
+ * increment and record its result.
+ */
+static TsClaim
+ts_once_claim_sql(TsOnceCall *call, int64 *result)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+	int			claimed;
+
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	claimed = ts_store_exec(&ts_stmt_claim,
+							(Datum[]) {call->key_text,
+							CStringGetTextDatum(call->counter.name),
+							Int64GetDatum(call->delta)},
+							NULL, latest, false);
+	ts_policy_release(latest);
+	ts_store_close(&session);
+	if (claimed == 0)
+		return TS_CLAIM_USED;
+
+	*result = ts_counter_add(&call->counter, call->delta);
+
+	ts_store_open(&session);
+	ts_store_exec(&ts_stmt_record, (Datum[]) {call->key_text, Int64GetDatum(*result)},
+				  NULL, InvalidSnapshot, false);
+	ts_store_close(&session);
+	return TS_CLAIM_APPLIED;
+}
+
+/*
+ * Every TS_ONCE_SWEEP_EVERY calls of a backend (and its first), delete the
+ * oldest expired keys.
  */
 static void
-ts_once_record(const char *key, ItemPointer claimed_row, int64 result)
+ts_once_sweep_if_due(Datum window)
 {
-	Relation	rel;
-	TupleTableSlot *slot;
+	TsStoreSession session;
 	Snapshot	latest;
-	bool		should_free;
-	HeapTuple	tuple;
-	Datum		values[TS_DIRECT_NATTS_MAX] = {0};
-	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
 
-	/* (the table is there: the claim inserted into it) */
-	ts_relaccess_lookup();
-	rel = OidIsValid(ts_rels.idempotency_key) ?
-		ts_relaccess_open(&ts_rels.idempotency_key, RowExclusiveLock) : NULL;
-	if (rel == NULL ||
-		!ts_relaccess_writable(rel, 2, (Oid[]) {ts_rels.idempotency_key_by_key,
-			ts_rels.idempotency_key_by_used_at}))
-	{
-		TsStoreSession session;
-
-		if (rel != NULL)
-			table_close(rel, RowExclusiveLock);
-		ts_store_open(&session);
-		ts_store_exec(&ts_stmt_record,
-					  (Datum[]) {CStringGetTextDatum(key), Int64GetDatum(result)},
-					  NULL, InvalidSnapshot, false);
-		ts_store_close(&session);
+	if (++ts_once_claims_since_sweep < TS_ONCE_SWEEP_EVERY)
 		return;
-	}
-
-	/* the claim was an earlier command of this transaction: a new snapshot shows it */
-	slot = table_slot_create(rel, NULL);
+	ts_store_open(&session);
 	latest = ts_latest_snapshot();
-	if (!ts_relaccess_fetch_at(rel, claimed_row, latest, slot))
-		elog(ERROR, "the claimed row of idempotency key \"%s\" is gone", key);
-	tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
-	values[ts_rels.idem_result - 1] = Int64GetDatum(result);
-	replace[ts_rels.idem_result - 1] = true;
-	ts_relaccess_update_row(rel, tuple, values, replace);
-	if (should_free)
-		heap_freetuple(tuple);
+	ts_store_exec(&ts_stmt_sweep, &window, NULL, latest, false);
 	ts_policy_release(latest);
-	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, RowExclusiveLock);
+	ts_store_close(&session);
+	ts_once_claims_since_sweep = 0;
+}
+
+/*
+ * The key is in the table: its earlier call's result.  False if there is
+ * no such result after all: the key was swept meanwhile, or had expired
+ * and is now forgotten, and the caller claims it again.  Each statement
+ * takes the latest snapshot, which shows what a transaction the claim
+ * waited for committed.
+ */
+static bool
+ts_once_earlier_result(TsOnceCall *call, Datum window, int64 *result)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+	bool		isnull;
+	bool		found = false;
+
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	if (ts_store_exec(&ts_stmt_lookup, (Datum[]) {call->key_text, window}, NULL,
+					  latest, true) == 0)
+	{
+		/* swept meanwhile by another caller */
+	}
+	else if (DatumGetBool(ts_store_value(0, TS_ONCE_EXPIRED, &isnull)))
+		ts_store_exec(&ts_stmt_forget, (Datum[]) {call->key_text, window}, NULL,
+					  latest, false);
+	else
+	{
+		char	   *used_for = TextDatumGetCString(ts_store_value(0, TS_ONCE_COUNTER, &isnull));
+		int64		used_delta = DatumGetInt64(ts_store_value(0, TS_ONCE_DELTA, &isnull));
+
+		if (strcmp(used_for, call->counter.name) != 0 || used_delta != call->delta)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency key \"%s\" was used for a different increment",
+							call->key),
+					 errdetail("It was used to add " INT64_FORMAT " to counter \"%s\"; this call adds " INT64_FORMAT " to counter \"%s\".",
+							   used_delta, used_for, call->delta, call->counter.name)));
+		*result = DatumGetInt64(ts_store_value(0, TS_ONCE_RESULT, &isnull));
+		/* the claim and the result are written in one transaction */
+		if (isnull)
+			elog(ERROR, "idempotency key \"%s\" has no result", call->key);
+		found = true;
+	}
+	ts_policy_release(latest);
+	ts_store_close(&session);
+	return found;
 }
 
 PG_FUNCTION_INFO_V1(counter_incr_once);
@@ -328,28 +422,43 @@ PG_FUNCTION_INFO_V1(counter_incr_once);
 Datum
 counter_incr_once(PG_FUNCTION_ARGS)
 {
-	TsCounter	counter;
-	int64		delta;
-	char	   *key;
+	TsOnceCall	call;
 	int64		result;
-	bool		claimed;
-	ItemPointerData claimed_row;
-	TsStoreSession session;
 
-	ts_counter_from_arg(fcinfo, &counter);
-	delta = ts_int64_arg(fcinfo, 1, "delta");
+	ts_counter_from_arg(fcinfo, &call.counter);
+	call.delta = ts_int64_arg(fcinfo, 1, "delta");
 	ts_require_arg(PG_ARGISNULL(2), "key");
-	key = ts_name_arg(PG_GETARG_DATUM(2), "idempotency key", NULL);
-	ts_require_writable("counter \"%s\"", counter.name);
+	call.key = ts_name_arg(PG_GETARG_DATUM(2), "idempotency key", NULL);
+	call.key_text = CStringGetTextDatum(call.key);
+	call.key_hash = ts_idempotency_key_hash(call.key);
+	ts_require_writable("counter \"%s\"", call.counter.name);
 
-	ts_store_open(&session);
-	claimed = ts_once_claim(&counter, delta, key, &result, &claimed_row);
-	ts_store_close(&session);
-	if (!claimed)
-		PG_RETURN_INT64(result);
+	for (;;)
+	{
+		/* the oldest use still in the window */
+		Datum		window = TimestampTzGetDatum(GetCurrentTimestamp() -
+												 turnstile_idempotency_window_usec);
+		Relation	rel;
+		TsClaim		claim;
 
-	result = ts_counter_add(&counter, delta);
+		ts_once_sweep_if_due(window);
 
-	ts_once_record(key, &claimed_row, result);
-	PG_RETURN_INT64(result);
+		/* (the table is there: the function is of the same version) */
+		ts_relaccess_lookup();
+		claim = TS_CLAIM_THROUGH_SQL;
+		if (OidIsValid(ts_rels.idempotency_key))
+		{
+			rel = ts_relaccess_open(&ts_rels.idempotency_key, RowExclusiveLock);
+			if (ts_once_insertable(rel))
+				claim = ts_once_claim_direct(&call, rel, &result);
+			table_close(rel, RowExclusiveLock);
+		}
+		if (claim == TS_CLAIM_THROUGH_SQL)
+			claim = ts_once_claim_sql(&call, &result);
+
+		if (claim == TS_CLAIM_APPLIED)
+			PG_RETURN_INT64(result);
+		if (ts_once_earlier_result(&call, window, &result))
+			PG_RETURN_INT64(result);
+	}
 }

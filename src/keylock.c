@@ -64,6 +64,7 @@
 #define TS_LOCK_KIND_COUNTER_SLOT	0x5402
 #define TS_LOCK_KIND_REALM_REGISTRY	0x5403
 #define TS_LOCK_KIND_COUNTER_GROWTH	0x5404
+#define TS_LOCK_KIND_IDEMPOTENCY_KEY	0x5405
 #define TS_LOCK_KIND_CREDENTIAL		0x8000
 
 /*
@@ -100,6 +101,7 @@ typedef struct TsLockTarget
 	const char *counter;
 	const char *realm;			/* with user_id */
 	int64		user_id;
+	const char *idempotency_key;
 	const char *other;
 } TsLockTarget;
 
@@ -111,6 +113,8 @@ ts_lock_target_describe(const TsLockTarget *target)
 	if (target->realm)
 		return psprintf("the credential of user " INT64_FORMAT " in realm \"%s\"",
 						target->user_id, target->realm);
+	if (target->idempotency_key)
+		return psprintf("idempotency key \"%s\"", target->idempotency_key);
 	return pstrdup(target->other);
 }
 
@@ -439,6 +443,55 @@ ts_credential_wait_writer(int realm_id, int64 user_id, TransactionId xid,
 	TsLockTarget target = {.realm = realm,.user_id = user_id};
 
 	ts_credential_locktag(&tag, realm_id, user_id);
+	ts_wait_for_writer(&tag, xid, &target);
+}
+
+/*
+ * An idempotency key's lock (see counter_once.c): held by the one call that
+ * found the key unused, from that moment until the key's row is in the
+ * table; from then on the row holds the key.  The 64-bit key is a hash of
+ * the key text: two keys with the same hash would merely share a lock.
+ */
+static inline void
+ts_idempotency_locktag(LOCKTAG *tag, uint64 key)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (key >> 32),
+						 (uint32) key, TS_LOCK_KIND_IDEMPOTENCY_KEY);
+}
+
+uint64
+ts_idempotency_key_hash(const char *key)
+{
+	return hash_bytes_extended((const unsigned char *) key, strlen(key), 0);
+}
+
+void
+ts_lock_idempotency_key(uint64 key, const char *name)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.idempotency_key = name};
+
+	ts_idempotency_locktag(&tag, key);
+	(void) ts_lock_wait(&tag, ExclusiveLock, &target);
+}
+
+void
+ts_unlock_idempotency_key(uint64 key)
+{
+	LOCKTAG		tag;
+
+	ts_idempotency_locktag(&tag, key);
+	LockRelease(&tag, ExclusiveLock, false);
+}
+
+/* Wait for the transaction whose row holds an idempotency key. */
+void
+ts_idempotency_key_wait_writer(uint64 key, TransactionId xid, const char *name)
+{
+	LOCKTAG		tag;
+	TsLockTarget target = {.idempotency_key = name};
+
+	ts_idempotency_locktag(&tag, key);
 	ts_wait_for_writer(&tag, xid, &target);
 }
 

@@ -257,8 +257,8 @@ static const TsColumn ts_columns_1_4[] = {
 	TS_COLUMN(rate_limit, "allowed", BOOLOID, rl_allowed),
 	TS_COLUMN(rate_limit, "used_at", TIMESTAMPTZOID, rl_used_at),
 	TS_COLUMN(idempotency_key, "key", TEXTOID, idem_key),
-	TS_COLUMN_SQL(idempotency_key, "counter", TEXTOID),
-	TS_COLUMN_SQL(idempotency_key, "delta", INT8OID),
+	TS_COLUMN(idempotency_key, "counter", TEXTOID, idem_counter),
+	TS_COLUMN(idempotency_key, "delta", INT8OID, idem_delta),
 	TS_COLUMN(idempotency_key, "result", INT8OID, idem_result),
 	TS_COLUMN(idempotency_key, "used_at", TIMESTAMPTZOID, idem_used_at),
 };
@@ -479,6 +479,23 @@ ts_relaccess_update_row(Relation rel, HeapTuple row, Datum *values, bool *replac
 	CatalogTupleUpdate(rel, &row->t_self, updated);
 	CommandCounterIncrement();
 	heap_freetuple(updated);
+}
+
+/*
+ * Insert a row into rel, made of values and nulls (arrays of
+ * TS_DIRECT_NATTS_MAX), as an INSERT would: the indexes maintained (a
+ * unique one raising 23505 on a duplicate), and the row visible to the rest
+ * of the transaction and to this statement.  The caller has checked
+ * ts_relaccess_writable and that it sets every column.
+ */
+void
+ts_relaccess_insert_row(Relation rel, Datum *values, bool *nulls)
+{
+	HeapTuple	row = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+
+	CatalogTupleInsert(rel, row);
+	CommandCounterIncrement();
+	heap_freetuple(row);
 }
 
 /*

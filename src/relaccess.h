@@ -79,6 +79,8 @@ typedef struct TsRels
 	AttrNumber	rl_allowed;
 	AttrNumber	rl_used_at;
 	AttrNumber	idem_key;
+	AttrNumber	idem_counter;
+	AttrNumber	idem_delta;
 	AttrNumber	idem_result;
 	AttrNumber	idem_used_at;
 } TsRels;
@@ -147,6 +149,7 @@ extern Relation ts_relaccess_open(const Oid *relid, LOCKMODE mode);
 extern bool ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes);
 extern void ts_relaccess_update_row(Relation rel, HeapTuple row, Datum *values,
 									bool *replace);
+extern void ts_relaccess_insert_row(Relation rel, Datum *values, bool *nulls);
 extern bool ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 							   Snapshot snapshot, TupleTableSlot *slot);
 extern bool ts_relaccess_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,

@@ -189,6 +189,10 @@ extern void ts_wait_counter_slot(uint64 key, int slot, const char *name);
 extern TsLockResult ts_try_lock_counter_growth(uint64 key);
 extern void ts_lock_counter_growth(uint64 key);
 extern void ts_unlock_counter_growth(uint64 key);
+extern uint64 ts_idempotency_key_hash(const char *key);
+extern void ts_lock_idempotency_key(uint64 key, const char *name);
+extern void ts_unlock_idempotency_key(uint64 key);
+extern void ts_idempotency_key_wait_writer(uint64 key, TransactionId xid, const char *name);
 
 /* grow.c */
 extern void ts_counter_request_growth(uint64 key, int slots, const char *name);
