@@ -229,8 +229,12 @@ ts_rate_take_sql(TsRateTake *take)
 }
 
 /*
- * rate_limit(key, max, per, cost = 1)
- *	 -> (allowed, count, remaining, reset_at)
+ * rate_limit(key, max, per [, cost]) -> turnstile.rate_limit_result
+ *	 (allowed, count, remaining, reset_at)
+ *
+ * Without cost (1.5: a function of its own, since a DEFAULT costs every
+ * calling statement its expansion at plan time), a cost of 1.  Before 1.5,
+ * one function with a DEFAULT and OUT parameters.
  */
 PG_FUNCTION_INFO_V1(rate_limit);
 
@@ -240,7 +244,7 @@ rate_limit(PG_FUNCTION_ARGS)
 	char	   *key;
 	int64		max = ts_int64_arg(fcinfo, 1, "max");
 	Interval   *per;
-	int64		cost = ts_int64_arg(fcinfo, 3, "cost");
+	int64		cost = PG_NARGS() > 3 ? ts_int64_arg(fcinfo, 3, "cost") : 1;
 	int64		window_usec;
 	TimestampTz window_start;
 	TsRateTake	take;
@@ -248,9 +252,10 @@ rate_limit(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	/* every NULL is refused (22004) before any value is (22023) */
 	ts_require_arg(PG_ARGISNULL(0), "key");
-	key = ts_name_arg(PG_GETARG_DATUM(0), "rate limit key", NULL);
 	ts_require_arg(PG_ARGISNULL(2), "per");
+	key = ts_name_arg(PG_GETARG_DATUM(0), "rate limit key", NULL);
 	per = PG_GETARG_INTERVAL_P(2);
 	if (max < 0 || cost < 0)
 		ereport(ERROR,
