@@ -74,9 +74,12 @@ COMMENT ON TYPE turnstile.rate_limit_result IS
 ALTER FUNCTION turnstile.rate_limit(text, bigint, interval, bigint)
 	RENAME TO rate_limit_before_1_5;
 
+-- (its C function has a name of its own, which a session that still has the
+-- 1.4 library cannot find: it fails cleanly instead of reading a fourth
+-- argument that is not there)
 CREATE FUNCTION turnstile.rate_limit(key text, max bigint, per interval)
 RETURNS turnstile.rate_limit_result
-AS 'MODULE_PATHNAME', 'rate_limit'
+AS 'MODULE_PATHNAME', 'rate_limit_cost_1'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION turnstile.rate_limit(key text, max bigint, per interval, cost bigint)
@@ -90,6 +93,7 @@ REVOKE ALL ON FUNCTION turnstile.rate_limit(text, bigint, interval),
 DO $$
 DECLARE
 	replaced record;
+	dependents text;
 	grantees text;
 BEGIN
 	FOR replaced IN
@@ -102,6 +106,22 @@ BEGIN
 			 'turnstile.rate_limit(text, bigint, interval), turnstile.rate_limit(text, bigint, interval, bigint)'))
 			AS r(old, change, new)
 	LOOP
+		-- a view (or a function with a SQL-standard body) that calls the old
+		-- function would stop the DROP below with an error naming the
+		-- renamed function, which the user never saw: say what to do instead
+		SELECT pg_catalog.string_agg(o.object, ', ' ORDER BY o.object)
+		  INTO dependents
+		  FROM pg_catalog.pg_depend d,
+			   LATERAL pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS o(object)
+		 WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+		   AND d.refobjid = replaced.old::pg_catalog.regprocedure
+		   AND d.deptype = 'n';
+		IF dependents IS NOT NULL THEN
+			RAISE EXCEPTION '% in pg_turnstile 1.5; objects that call the old one stop the update: %', replaced.change, dependents
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  HINT = 'Drop them, run ALTER EXTENSION pg_turnstile UPDATE, and create them again.';
+		END IF;
+
 		SELECT pg_catalog.string_agg(
 				   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
 						ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::text) END,

@@ -165,6 +165,17 @@ SELECT count(*) FROM turnstile.counters;
 ALTER TYPE turnstile.counter_state DROP ATTRIBUTE x;
 SELECT name, value FROM turnstile.counter_info('hostile_c');
 SELECT name, value FROM turnstile.counters WHERE name = 'hostile_c';
+-- rate_limit's type (1.5): an added column, and a column of another type,
+-- which rate_limit would have filled with a bigint; nothing is counted
+ALTER TYPE turnstile.rate_limit_result ADD ATTRIBUTE x text;
+SELECT * FROM turnstile.rate_limit('hostile_rl', 5, '1000 days');
+\echo :LAST_ERROR_SQLSTATE
+ALTER TYPE turnstile.rate_limit_result DROP ATTRIBUTE x;
+ALTER TYPE turnstile.rate_limit_result ALTER ATTRIBUTE count TYPE text;
+SELECT * FROM turnstile.rate_limit('hostile_rl', 5, '1000 days', 2);
+\echo :LAST_ERROR_SQLSTATE
+ALTER TYPE turnstile.rate_limit_result ALTER ATTRIBUTE count TYPE bigint;
+SELECT allowed, count, remaining FROM turnstile.rate_limit('hostile_rl', 5, '1000 days');
 
 --
 -- 6. A column of the extension's tables given another type: once

@@ -398,5 +398,19 @@ DROP FUNCTION up_members(), up_check(text), up_login_required(bigint),
 DROP TABLE up_objects_upgraded, up_objects_fresh, up_step_result,
            up_counters_before, up_credentials_before, up_realms_before,
            up_login_call;
+-- A view that calls a function which 1.5 replaces (rate_limit) stops the
+-- update with 2BP01 and a message that names the function as the user
+-- knows it; without the view the update goes through.
+DROP EXTENSION pg_turnstile;
+CREATE EXTENSION pg_turnstile VERSION '1.4';
+CREATE VIEW up_limited AS
+	SELECT allowed FROM turnstile.rate_limit('up-view', 1, '1 day');
+ALTER EXTENSION pg_turnstile UPDATE TO :'target';
+\echo :LAST_ERROR_SQLSTATE
+DROP VIEW up_limited;
+ALTER EXTENSION pg_turnstile UPDATE TO :'target';
+SELECT extversion = :'target' AS at_default_version
+  FROM pg_extension WHERE extname = 'pg_turnstile';
+
 SELECT count(*) AS realms FROM turnstile.realm;
 SELECT count(*) AS counters FROM turnstile.counters;

@@ -451,7 +451,8 @@ counter_incr_once(PG_FUNCTION_ARGS)
 			rel = ts_relaccess_open(&ts_rels.idempotency_key, RowExclusiveLock);
 			if (ts_once_insertable(rel))
 				claim = ts_once_claim_direct(&call, rel, &result);
-			table_close(rel, RowExclusiveLock);
+			/* an inserted row keeps the table's lock, as in ts_counter_slot_add */
+			table_close(rel, claim == TS_CLAIM_APPLIED ? NoLock : RowExclusiveLock);
 		}
 		if (claim == TS_CLAIM_THROUGH_SQL)
 			claim = ts_once_claim_sql(&call, &result);

@@ -781,7 +781,14 @@ ts_counter_slot_add(const char *name, uint64 key, int slot, int expected_slots,
 
 	if (rows.own != NULL)
 		heap_freetuple(rows.own);
-	table_close(rel, RowExclusiveLock);
+
+	/*
+	 * A written row keeps the table's lock to the end of the transaction, as
+	 * an UPDATE's does: REINDEX CONCURRENTLY and CREATE INDEX CONCURRENTLY
+	 * wait only for transactions that hold it, and would otherwise build an
+	 * index without a row version this transaction may still commit.
+	 */
+	table_close(rel, result == TS_SLOT_ADDED ? NoLock : RowExclusiveLock);
 	return result;
 }
 

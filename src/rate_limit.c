@@ -199,7 +199,8 @@ ts_rate_take_direct(TsRateTake *take)
 	}
 	ts_policy_release(latest);
 	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, RowExclusiveLock);
+	/* a written row keeps the table's lock, as in ts_counter_slot_add */
+	table_close(rel, done ? NoLock : RowExclusiveLock);
 	return done;
 }
 
@@ -228,23 +229,43 @@ ts_rate_take_sql(TsRateTake *take)
 	ts_store_close(&session);
 }
 
+/* The columns of turnstile.rate_limit_result, and of 1.4's OUT parameters. */
+static const Oid ts_rate_limit_result_types[] = {BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID};
+
 /*
- * rate_limit(key, max, per [, cost]) -> turnstile.rate_limit_result
- *	 (allowed, count, remaining, reset_at)
+ * rate_limit(key, max, per, cost) and rate_limit(key, max, per) ->
+ *	 turnstile.rate_limit_result (allowed, count, remaining, reset_at)
  *
- * Without cost (1.5: a function of its own, since a DEFAULT costs every
- * calling statement its expansion at plan time), a cost of 1.  Before 1.5,
- * one function with a DEFAULT and OUT parameters.
+ * The form without cost (1.5) is a function of its own, with a C name of its
+ * own, rather than a DEFAULT, which would cost every calling statement its
+ * expansion at plan time; a session that still has the 1.4 library, which
+ * knows only rate_limit, then gets "could not find function" for it instead
+ * of reading a fourth argument that is not there.  Before 1.5, one function
+ * with a DEFAULT and OUT parameters.
  */
+static Datum ts_rate_limit(FunctionCallInfo fcinfo, int64 cost);
+
 PG_FUNCTION_INFO_V1(rate_limit);
+PG_FUNCTION_INFO_V1(rate_limit_cost_1);
 
 Datum
 rate_limit(PG_FUNCTION_ARGS)
 {
+	return ts_rate_limit(fcinfo, ts_int64_arg(fcinfo, 3, "cost"));
+}
+
+Datum
+rate_limit_cost_1(PG_FUNCTION_ARGS)
+{
+	return ts_rate_limit(fcinfo, 1);
+}
+
+static Datum
+ts_rate_limit(FunctionCallInfo fcinfo, int64 cost)
+{
 	char	   *key;
 	int64		max = ts_int64_arg(fcinfo, 1, "max");
 	Interval   *per;
-	int64		cost = PG_NARGS() > 3 ? ts_int64_arg(fcinfo, 3, "cost") : 1;
 	int64		window_usec;
 	TimestampTz window_start;
 	TsRateTake	take;
@@ -266,6 +287,8 @@ rate_limit(PG_FUNCTION_ARGS)
 	window_usec = ts_window_usec(per);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "rate_limit must return a record");
+	ts_check_row_desc(fcinfo, tupdesc, lengthof(ts_rate_limit_result_types),
+					  ts_rate_limit_result_types);
 	ts_require_writable("rate limit \"%s\"", key);
 
 	/* the window that holds now, counted from the Unix epoch */
@@ -280,7 +303,7 @@ rate_limit(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(take.count);
 	values[2] = Int64GetDatum(take.count < max ? max - take.count : 0);
 	values[3] = TimestampTzGetDatum(take.window_start + window_usec);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+	PG_RETURN_DATUM(ts_form_row(BlessTupleDesc(tupdesc), values, nulls));
 }
 
 /*

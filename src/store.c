@@ -184,16 +184,15 @@ ts_store_text(TsStoreSession *session, int row, int col)
 }
 
 /*
- * Check that the row type of a materialize-mode set-returning function still
- * has exactly these column types, leaving aside dropped columns.  The type
- * is one of the extension's composite types, which ALTER TYPE can change;
- * its values are built for the shape the extension created, so any other
- * shape is an error (55000) that names it, not a write past an array.
+ * Check that a function's row type (desc) still has exactly these column
+ * types, leaving aside dropped columns.  The type is one of the extension's
+ * composite types, which ALTER TYPE can change; its values are built for the
+ * shape the extension created, so any other shape is an error (55000) that
+ * names it, not a write past an array.
  */
 void
-ts_check_row_type(FunctionCallInfo fcinfo, int ncols, const Oid *types)
+ts_check_row_desc(FunctionCallInfo fcinfo, TupleDesc desc, int ncols, const Oid *types)
 {
-	TupleDesc	desc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
 	int			col = 0;
 	bool		fits = true;
 
@@ -212,28 +211,62 @@ ts_check_row_type(FunctionCallInfo fcinfo, int ncols, const Oid *types)
 				 errhint("The extension's types must stay as it created them; reinstall the extension.")));
 }
 
+/* The same for the row type of a materialize-mode set-returning function. */
+void
+ts_check_row_type(FunctionCallInfo fcinfo, int ncols, const Oid *types)
+{
+	ts_check_row_desc(fcinfo, ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc, ncols, types);
+}
+
 /*
- * Add one row of values, in the order of the row type's live columns, to a
- * materialize-mode result whose type ts_check_row_type accepted; a dropped
- * column gets a null.
+ * Spread values and nulls, in the order of a row type's live columns, over
+ * all its columns (arrays of desc->natts, palloc'd): a dropped column gets a
+ * null.
+ */
+static void
+ts_spread_row(TupleDesc desc, const Datum *values, const bool *nulls,
+			  Datum **all_values, bool **all_nulls)
+{
+	int			col = 0;
+
+	*all_values = palloc(desc->natts * sizeof(Datum));
+	*all_nulls = palloc(desc->natts * sizeof(bool));
+	for (int att = 0; att < desc->natts; att++)
+	{
+		(*all_values)[att] = TupleDescAttr(desc, att)->attisdropped ? (Datum) 0 : values[col];
+		(*all_nulls)[att] = TupleDescAttr(desc, att)->attisdropped || nulls[col++];
+	}
+}
+
+/*
+ * Add one row of values to a materialize-mode result whose type
+ * ts_check_row_type accepted (see ts_spread_row).
  */
 void
 ts_put_row(FunctionCallInfo fcinfo, const Datum *values, const bool *nulls)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TupleDesc	desc = rsinfo->setDesc;
-	Datum	   *all_values = palloc(desc->natts * sizeof(Datum));
-	bool	   *all_nulls = palloc(desc->natts * sizeof(bool));
-	int			col = 0;
+	Datum	   *all_values;
+	bool	   *all_nulls;
 
-	for (int att = 0; att < desc->natts; att++)
-	{
-		all_values[att] = TupleDescAttr(desc, att)->attisdropped ? (Datum) 0 : values[col];
-		all_nulls[att] = TupleDescAttr(desc, att)->attisdropped || nulls[col++];
-	}
-	tuplestore_putvalues(rsinfo->setResult, desc, all_values, all_nulls);
+	ts_spread_row(rsinfo->setDesc, values, nulls, &all_values, &all_nulls);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, all_values, all_nulls);
 	pfree(all_values);
 	pfree(all_nulls);
+}
+
+/*
+ * The row a function returns, of a type ts_check_row_desc accepted (see
+ * ts_spread_row); desc must be blessed.
+ */
+Datum
+ts_form_row(TupleDesc desc, const Datum *values, const bool *nulls)
+{
+	Datum	   *all_values;
+	bool	   *all_nulls;
+
+	ts_spread_row(desc, values, nulls, &all_values, &all_nulls);
+	return HeapTupleGetDatum(heap_form_tuple(desc, all_values, all_nulls));
 }
 
 /*

@@ -327,8 +327,11 @@ extern Datum ts_store_value(int row, int col, bool *isnull);
 extern char *ts_store_text(TsStoreSession *session, int row, int col);
 extern void ts_store_materialize(FunctionCallInfo fcinfo, TsStatement *stmt,
 								 Snapshot snapshot);
+extern void ts_check_row_desc(FunctionCallInfo fcinfo, TupleDesc desc, int ncols,
+							  const Oid *types);
 extern void ts_check_row_type(FunctionCallInfo fcinfo, int ncols, const Oid *types);
 extern void ts_put_row(FunctionCallInfo fcinfo, const Datum *values, const bool *nulls);
+extern Datum ts_form_row(TupleDesc desc, const Datum *values, const bool *nulls);
 extern void ts_store_run_as(Oid role, void (*body) (void *), void *arg);
 extern bool ts_store_caller_restricted(void);
 

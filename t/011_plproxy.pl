@@ -208,6 +208,11 @@ is(join(' ', map {
 				SELECT allowed || ':' || count FROM turnstile.rate_limit('proxy-api', 3, '1000 days')})
 		} 1 .. 4),
 	'true:1 true:2 true:3 false:3', 'rate_limit through the proxy: exact on the key\'s shard');
+is(join(' ', map {
+			$proxy->safe_psql('postgres', q{
+				SELECT allowed || ':' || count FROM turnstile.rate_limit('proxy-api-cost', 10, '1000 days', 4)})
+		} 1 .. 3),
+	'true:4 true:8 false:8', 'rate_limit with a cost through the proxy');
 
 # a counter's bounds live and are enforced on its shard: counter_create's
 # bounds, counter_try_incr with and without clamp, 23514 from counter_decr,

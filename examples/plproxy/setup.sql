@@ -199,9 +199,27 @@ RETURNS bigint AS $$
 	TARGET turnstile.counter_incr_once;
 $$ LANGUAGE plproxy;
 
--- A rate limit's key lives on one shard, which counts all of its calls.
+-- A rate limit's key lives on one shard, which counts all of its calls.  The
+-- forms with and without cost are two functions, as on the shards since
+-- pg_turnstile 1.5 (before, cost had a DEFAULT, which a function without it
+-- cannot sit beside: that one goes).  Shards before 1.5 take the call
+-- without cost through their DEFAULT.
+SELECT 'DROP FUNCTION turnstile.rate_limit(text, bigint, interval, bigint)'
+ WHERE EXISTS (SELECT FROM pg_catalog.pg_proc p
+				WHERE p.oid OPERATOR(pg_catalog.=)
+					  pg_catalog.to_regprocedure('turnstile.rate_limit(text, bigint, interval, bigint)')
+				  AND p.pronargdefaults OPERATOR(pg_catalog.>) 0)
+\gexec
 CREATE OR REPLACE FUNCTION turnstile.rate_limit(key text, max bigint, per interval,
-												cost bigint DEFAULT 1,
+												OUT allowed boolean, OUT count bigint,
+												OUT remaining bigint, OUT reset_at timestamptz)
+RETURNS record AS $$
+	CLUSTER 'turnstile_cluster';
+	RUN ON pg_catalog.hashtext(coalesce(key, ''));
+	TARGET turnstile.rate_limit;
+$$ LANGUAGE plproxy;
+
+CREATE OR REPLACE FUNCTION turnstile.rate_limit(key text, max bigint, per interval, cost bigint,
 												OUT allowed boolean, OUT count bigint,
 												OUT remaining bigint, OUT reset_at timestamptz)
 RETURNS record AS $$
