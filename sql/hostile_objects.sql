@@ -244,6 +244,31 @@ SELECT realm_id, 1, 1, 'made up', 'X', now() FROM turnstile.realm
 SELECT turnstile.credential_get(1, 'hostile_fail');
 \set VERBOSITY terse
 
+--
+-- 12. An idempotency key's result that cannot be recorded (a trigger makes
+-- the UPDATE that records it skip the row), or that was erased by hand:
+-- once an internal error (XX000) after the increment.  Now 55000, and the
+-- increment is rolled back with the error.
+--
+CREATE FUNCTION hostile.skip_row() RETURNS trigger
+	LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER skip_update BEFORE UPDATE ON turnstile.idempotency_key
+	FOR EACH ROW EXECUTE FUNCTION hostile.skip_row();
+SELECT turnstile.counter_get('hostile_c');
+\set VERBOSITY default
+SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT turnstile.counter_get('hostile_c'),
+	   (SELECT count(*) FROM turnstile.idempotency_key WHERE key = 'hostile_k1') AS keys;
+DROP TRIGGER skip_update ON turnstile.idempotency_key;
+SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k2');
+UPDATE turnstile.idempotency_key SET result = NULL WHERE key = 'hostile_k2';
+SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k2');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+SELECT turnstile.counter_get('hostile_c');
+DELETE FROM turnstile.idempotency_key WHERE key = 'hostile_k2';
+
 -- everything put back
 SELECT turnstile.realm_drop(r) FROM unnest(ARRAY['hostile_req', 'hostile_new',
 	'hostile_temp', 'hostile_temp_new', 'hostile_fail']) r;

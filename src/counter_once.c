@@ -324,6 +324,7 @@ ts_once_claim_sql(TsOnceCall *call, int64 *result)
 	TsStoreSession session;
 	Snapshot	latest;
 	int			claimed;
+	int			recorded;
 
 	ts_store_open(&session);
 	latest = ts_latest_snapshot();
@@ -340,8 +341,14 @@ ts_once_claim_sql(TsOnceCall *call, int64 *result)
 	*result = ts_counter_add(&call->counter, call->delta);
 
 	ts_store_open(&session);
-	ts_store_exec(&ts_stmt_record, (Datum[]) {call->key_text, Int64GetDatum(*result)},
-				  NULL, InvalidSnapshot, false);
+	recorded = ts_store_exec(&ts_stmt_record,
+							 (Datum[]) {call->key_text, Int64GetDatum(*result)},
+							 NULL, InvalidSnapshot, false);
+	/* a trigger or a row security policy can make the UPDATE skip the row */
+	if (recorded != 1)
+		ts_relaccess_altered("idempotency_key",
+							 psprintf("The result of idempotency key \"%s\" could not be recorded: its UPDATE changed %d rows.",
+									  call->key, recorded));
 	ts_store_close(&session);
 	return TS_CLAIM_APPLIED;
 }
@@ -406,7 +413,9 @@ ts_once_earlier_result(TsOnceCall *call, Datum window, int64 *result)
 		*result = DatumGetInt64(ts_store_value(0, TS_ONCE_RESULT, &isnull));
 		/* the claim and the result are written in one transaction */
 		if (isnull)
-			elog(ERROR, "idempotency key \"%s\" has no result", call->key);
+			ts_relaccess_altered("idempotency_key",
+								 psprintf("The row of idempotency key \"%s\" has no result: something other than counter_incr_once wrote it.",
+										  call->key));
 		found = true;
 	}
 	ts_policy_release(latest);

@@ -130,7 +130,7 @@ ts_tables_owner(void)
  * Raise the error for an extension table that is not as the extension
  * created it.
  */
-static void
+void
 ts_relaccess_altered(const char *relname, const char *detail)
 {
 	ereport(ERROR,

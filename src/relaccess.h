@@ -145,6 +145,7 @@ ts_block_exists(Relation rel, BlockNumber block)
 typedef void (*TsRelaccessForget) (void);
 
 extern void ts_relaccess_on_change(TsRelaccessForget forget);
+extern void ts_relaccess_altered(const char *relname, const char *detail);
 extern Relation ts_relaccess_open(const Oid *relid, LOCKMODE mode);
 extern bool ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes);
 extern void ts_relaccess_update_row(Relation rel, HeapTuple row, Datum *values,
