@@ -58,6 +58,7 @@ ISOLATION = \
 	counter_cas_race \
 	counter_bounds_race \
 	counter_once_race \
+	counter_once_sweep_race \
 	rate_limit_race \
 	counter_hot_cas \
 	counter_snapshot_policy \

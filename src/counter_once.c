@@ -27,7 +27,10 @@
  * recorded them, and removed lazily: a backend's first call, and every
  * 128th after it, first deletes up to 256 expired ones, oldest first, so the
  * table holds about one window's keys without any background job.  A key
- * found expired is treated as new.
+ * found expired is treated as new.  Removing keys is housekeeping: in a
+ * REPEATABLE READ or SERIALIZABLE transaction it runs in a subtransaction,
+ * so that a conflict with another caller's removal of the same keys does
+ * not fail the call (ts_once_housekeep).
  *
  *-------------------------------------------------------------------------
  */
@@ -38,12 +41,14 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
 #endif
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 /*
@@ -354,50 +359,133 @@ ts_once_claim_sql(TsOnceCall *call, int64 *result)
 }
 
 /*
+ * Run housekeeping on keys that are not the call's own any more, the sweep
+ * or the forgetting of an expired key, and say whether it ran to its end.
+ *
+ * Both lock or delete rows found with the latest snapshot.  In READ
+ * COMMITTED, a row that another caller deleted after that snapshot is
+ * simply skipped; in REPEATABLE READ or SERIALIZABLE, locking or deleting
+ * it raises 40001 (ExecLockRows, ExecDelete), though the row was nothing
+ * the caller asked about and the other caller only did the same work.
+ * There the work runs in a subtransaction, and a serialization failure
+ * rolls back only that work: false, and the call goes on.  (A failure that
+ * SSI raised because it doomed the whole transaction is raised again at
+ * commit.)  Any other error is raised as it is.
+ */
+typedef void (*TsOnceHousekeeping) (TsOnceCall *call, Datum window);
+
+static bool
+ts_once_housekeep(TsOnceHousekeeping work, TsOnceCall *call, Datum window)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		done = true;
+
+	if (!IsolationUsesXactSnapshot())
+	{
+		work(call, window);
+		return true;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		work(call, window);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		MemoryContextSwitchTo(context);
+		error = CopyErrorData();
+		FlushErrorState();
+		/* (this restores the caller's identity and ends the work's SPI connection) */
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+		if (error->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
+			ReThrowError(error);
+		FreeErrorData(error);
+		done = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+	return done;
+}
+
+/* Delete the oldest expired keys (the call is not needed). */
+static void
+ts_once_sweep(TsOnceCall *call, Datum window)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	ts_store_exec(&ts_stmt_sweep, &window, NULL, latest, false);
+	ts_policy_release(latest);
+	ts_store_close(&session);
+}
+
+/*
  * Every TS_ONCE_SWEEP_EVERY calls of a backend (and its first), delete the
  * oldest expired keys.
  */
 static void
 ts_once_sweep_if_due(Datum window)
 {
-	TsStoreSession session;
-	Snapshot	latest;
-
 	if (++ts_once_claims_since_sweep < TS_ONCE_SWEEP_EVERY)
 		return;
-	ts_store_open(&session);
-	latest = ts_latest_snapshot();
-	ts_store_exec(&ts_stmt_sweep, &window, NULL, latest, false);
-	ts_policy_release(latest);
-	ts_store_close(&session);
+	ts_once_housekeep(ts_once_sweep, NULL, window);
 	ts_once_claims_since_sweep = 0;
 }
 
+/* Delete the call's key if it has expired, so that the call can claim it anew. */
+static void
+ts_once_forget(TsOnceCall *call, Datum window)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	ts_store_exec(&ts_stmt_forget, (Datum[]) {call->key_text, window}, NULL,
+				  latest, false);
+	ts_policy_release(latest);
+	ts_store_close(&session);
+}
+
+/* What the key's row says. */
+typedef enum TsEarlier
+{
+	TS_EARLIER_RESULT,			/* an earlier call's result, in the window */
+	TS_EARLIER_GONE,			/* no row: swept meanwhile by another caller */
+	TS_EARLIER_EXPIRED			/* a row from before the window */
+} TsEarlier;
+
 /*
- * The key is in the table: its earlier call's result.  False if there is
- * no such result after all: the key was swept meanwhile, or had expired
- * and is now forgotten, and the caller claims it again.  Each statement
- * takes the latest snapshot, which shows what a transaction the claim
- * waited for committed.
+ * The key is in the table: its earlier call's result.  Otherwise the key
+ * was swept meanwhile, or has expired and is to be forgotten, and the
+ * caller claims it again.  The lookup takes the latest snapshot, which
+ * shows what a transaction the claim waited for committed.
  */
-static bool
+static TsEarlier
 ts_once_earlier_result(TsOnceCall *call, Datum window, int64 *result)
 {
 	TsStoreSession session;
 	Snapshot	latest;
 	bool		isnull;
-	bool		found = false;
+	TsEarlier	earlier;
 
 	ts_store_open(&session);
 	latest = ts_latest_snapshot();
 	if (ts_store_exec(&ts_stmt_lookup, (Datum[]) {call->key_text, window}, NULL,
 					  latest, true) == 0)
-	{
-		/* swept meanwhile by another caller */
-	}
+		earlier = TS_EARLIER_GONE;
 	else if (DatumGetBool(ts_store_value(0, TS_ONCE_EXPIRED, &isnull)))
-		ts_store_exec(&ts_stmt_forget, (Datum[]) {call->key_text, window}, NULL,
-					  latest, false);
+		earlier = TS_EARLIER_EXPIRED;
 	else
 	{
 		char	   *used_for = TextDatumGetCString(ts_store_value(0, TS_ONCE_COUNTER, &isnull));
@@ -416,11 +504,11 @@ ts_once_earlier_result(TsOnceCall *call, Datum window, int64 *result)
 			ts_relaccess_altered("idempotency_key",
 								 psprintf("The row of idempotency key \"%s\" has no result: something other than counter_incr_once wrote it.",
 										  call->key));
-		found = true;
+		earlier = TS_EARLIER_RESULT;
 	}
 	ts_policy_release(latest);
 	ts_store_close(&session);
-	return found;
+	return earlier;
 }
 
 PG_FUNCTION_INFO_V1(counter_incr_once);
@@ -468,7 +556,16 @@ counter_incr_once(PG_FUNCTION_ARGS)
 
 		if (claim == TS_CLAIM_APPLIED)
 			PG_RETURN_INT64(result);
-		if (ts_once_earlier_result(&call, window, &result))
-			PG_RETURN_INT64(result);
+		switch (ts_once_earlier_result(&call, window, &result))
+		{
+			case TS_EARLIER_RESULT:
+				PG_RETURN_INT64(result);
+			case TS_EARLIER_EXPIRED:
+				/* whether this call or another caller removed it, claim again */
+				ts_once_housekeep(ts_once_forget, &call, window);
+				break;
+			case TS_EARLIER_GONE:
+				break;
+		}
 	}
 }
