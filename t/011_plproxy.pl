@@ -34,8 +34,7 @@ my $nusers = 16;
 
 my $proxy = PostgreSQL::Test::Cluster->new('proxy');
 $proxy->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
-$proxy->append_conf('postgresql.conf',
-	"shared_buffers = 16MB\nmax_connections = 100\n");
+$proxy->append_conf('postgresql.conf', "shared_buffers = 16MB\n");
 
 # scripts/test installs it; without it the test fails rather than skips
 die 'PL/Proxy is not installed (Debian: postgresql-' . $proxy->pg_version->major . '-plproxy)'
@@ -43,14 +42,15 @@ die 'PL/Proxy is not installed (Debian: postgresql-' . $proxy->pg_version->major
 
 $proxy->start;
 
-# Shards: 32 or 64 proxy backends may each hold a connection to every shard.
+# Shards, at the default max_connections (100): the 32 or 64 proxy backends
+# of a step each hold a connection to every shard, and the step after waits
+# until the last step's have gone.
 my @shards;
 foreach my $i (0 .. $nshards - 1)
 {
 	my $shard = PostgreSQL::Test::Cluster->new("shard$i");
 	$shard->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
-	$shard->append_conf('postgresql.conf',
-		"shared_buffers = 16MB\nmax_connections = 150\n");
+	$shard->append_conf('postgresql.conf', "shared_buffers = 16MB\n");
 	$shard->start;
 	$shard->safe_psql('postgres', "CREATE DATABASE shard_$i");
 	$shard->command_ok(
@@ -266,6 +266,16 @@ foreach my $i (0 .. $nshards - 1)
 		UPDATE demo.service_config SET login_seconds = $login_seconds;
 	});
 }
+
+# the 32 proxy backends of the increments have closed their connections
+foreach my $i (0 .. $nshards - 1)
+{
+	$shards[$i]->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'client backend'})
+	  or die "shard $i still has the increments' connections";
+}
+is($shards[0]->safe_psql('postgres', 'SHOW max_connections'), '100',
+	'the shards have the default max_connections');
 
 my $callers = 64;
 $proxy->pgbench(
