@@ -172,3 +172,107 @@ COMMENT ON FUNCTION turnstile.counter_try_incr(text, bigint, boolean) IS
 
 REVOKE ALL ON FUNCTION turnstile.counter_bounds(text, bigint, bigint),
 	turnstile.counter_try_incr(text, bigint, boolean) FROM PUBLIC;
+
+--
+-- turnstile.locks shows idempotency keys too (object 'idempotency key'):
+-- the lock of a counter_incr_once call deciding on its key, the callers
+-- waiting for it, and, while a caller waits for it, the transaction whose
+-- row holds a key.  The lock carries a hash of the key, not its text, so
+-- the key is not named.
+--
+CREATE OR REPLACE VIEW turnstile.locks AS
+	WITH lock_rows AS (
+		-- the locks of calls under way, and the marks of callers waiting
+		-- for a key's writer (AccessShareLock, held while they wait on its
+		-- transaction): shown as the wait they stand for
+		SELECT l.objsubid::integer AS kind, l.classid::bigint AS key_high,
+			   l.objid::bigint AS key_low, l.pid,
+			   CASE WHEN l.mode <> 'AccessShareLock' THEN l.mode
+					WHEN l.objsubid::integer < 0 THEN 'ShareLock'
+					ELSE 'ExclusiveLock' END AS mode,
+			   l.granted AND l.mode <> 'AccessShareLock' AS granted,
+			   CASE WHEN l.mode <> 'AccessShareLock' THEN l.waitstart
+					ELSE (SELECT w.waitstart FROM pg_catalog.pg_locks w
+						   WHERE w.pid = l.pid AND w.locktype = 'transactionid'
+							 AND NOT w.granted) END AS waitstart
+		  FROM pg_catalog.pg_locks l
+		 WHERE l.locktype = 'advisory'
+		   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+							  WHERE d.datname = pg_catalog.current_database())
+		   AND (l.objsubid IN (21505, 21506, 21508, 21509) OR l.objsubid < 0)
+	), rows_held AS (
+		SELECT DISTINCT h.object, h.counter, h.slot, h.slots, h.realm_id, h.user_id, h.pid
+		  FROM turnstile.key_holders() h
+	), counter_rows AS (
+		-- a transaction that wrote every slot of a hot counter (a set, a
+		-- compare-and-set) holds the counter whole; one that wrote a slot
+		-- holds that slot, and the counter in share mode
+		SELECT r.counter, r.slot, r.slots, r.pid,
+			   pg_catalog.count(*) OVER (PARTITION BY r.counter, r.pid) AS held_slots
+		  FROM rows_held r WHERE r.object = 'counter'
+	), held_by_rows AS (
+		SELECT DISTINCT 21505 AS kind, c.counter,
+			   NULL::integer AS slot, c.pid,
+			   CASE WHEN c.slots = 1 OR c.held_slots = c.slots THEN 'ExclusiveLock'
+					ELSE 'ShareLock' END AS mode
+		  FROM counter_rows c
+		UNION ALL
+		SELECT 21506, c.counter, c.slot, c.pid, 'ExclusiveLock'
+		  FROM counter_rows c WHERE c.slots > 1 AND c.held_slots < c.slots
+	), named AS (
+		-- the committed counters, read through the isolation policy like
+		-- every turnstile reader, and those that open transactions are
+		-- creating, whose waiters would otherwise go unnamed
+		SELECT c.name, turnstile.counter_lock_key(c.name) AS key
+		  FROM turnstile.counter_list() c
+		UNION
+		SELECT r.counter, turnstile.counter_lock_key(r.counter)
+		  FROM rows_held r WHERE r.object = 'counter'
+	)
+	SELECT CASE WHEN h.kind = 21505 THEN 'counter'
+				WHEN h.kind = 21506 THEN 'counter slot'
+				WHEN h.kind = 21508 THEN 'counter growth'
+				WHEN h.kind = 21509 THEN 'idempotency key'
+				ELSE 'credential' END AS object,
+		   n.name AS counter,
+		   CASE h.kind WHEN 21506 THEN h.key_low::integer END AS slot,
+		   r.name AS realm,
+		   CASE WHEN h.kind < 0 THEN (h.key_high << 32 | h.key_low) END AS user_id,
+		   h.pid, h.mode, h.granted, h.waitstart
+	  FROM lock_rows h
+	  LEFT JOIN named n
+		-- (an idempotency key's lock key is made as a counter name's: a key
+		-- spelled like a counter must not be shown as that counter)
+		ON h.kind IN (21505, 21506, 21508)
+	   AND (n.key >> 32) & 4294967295 = h.key_high
+	   AND (h.kind = 21506 OR n.key & 4294967295 = h.key_low)
+	  LEFT JOIN turnstile.realm r
+		ON h.kind < 0 AND r.realm_id = h.kind + 32768
+	UNION ALL
+	SELECT CASE WHEN b.kind = 21505 THEN 'counter' ELSE 'counter slot' END,
+		   b.counter, b.slot, NULL, NULL, b.pid, b.mode, true, NULL
+	  FROM held_by_rows b
+	UNION ALL
+	SELECT 'credential', NULL, NULL, r.name, h.user_id, h.pid, 'ExclusiveLock', true, NULL
+	  FROM rows_held h
+	  LEFT JOIN turnstile.realm r ON r.realm_id = h.realm_id
+	 WHERE h.object = 'credential'
+	UNION ALL
+	-- an idempotency key's row holds the key for the transaction that
+	-- inserted it, whose backend is shown while a caller waits for it: the
+	-- holder of the transaction that a waiter's mark on the key waits for
+	SELECT DISTINCT 'idempotency key', NULL, NULL::integer, NULL, NULL::bigint,
+		   x.pid, 'ExclusiveLock', true, NULL::timestamptz
+	  FROM pg_catalog.pg_locks m
+	  JOIN pg_catalog.pg_locks w
+		ON w.pid = m.pid AND w.locktype = 'transactionid' AND NOT w.granted
+	  JOIN pg_catalog.pg_locks x
+		ON x.locktype = 'transactionid' AND x.transactionid = w.transactionid
+	   AND x.granted
+	 WHERE m.locktype = 'advisory' AND m.objsubid = 21509
+	   AND m.mode = 'AccessShareLock'
+	   AND m.database = (SELECT d.oid FROM pg_catalog.pg_database d
+						  WHERE d.datname = pg_catalog.current_database());
+
+COMMENT ON VIEW turnstile.locks IS
+	'turnstile keys held and awaited in this database, decoded to counter names and realm/user ids: the locks of calls under way (counter, counter slot, counter growth, credential, idempotency key), the keys that open transactions hold through the rows they wrote, and the callers waiting for them';

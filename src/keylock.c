@@ -147,8 +147,6 @@ ts_rethrow_naming(MemoryContext caller_context, const TsLockTarget *target)
 			 errmsg("could not lock %s within lock_timeout",
 					ts_lock_target_describe(target)),
 			 errdetail("Another transaction holds its turnstile lock."),
-			 target->idempotency_key ?
-			 errhint("Raise lock_timeout, or look up the holder in pg_locks (advisory, objsubid 21509).") :
 			 errhint("Raise lock_timeout, or look up the holder in turnstile.locks.")));
 }
 
