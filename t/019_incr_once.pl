@@ -155,6 +155,10 @@ is($node->safe_psql('postgres', q{
 # A backend that used the extension before ALTER EXTENSION UPDATE to 1.4
 # created the tables of counter_incr_once and rate_limit, in another
 # session, uses them afterwards: the new tables send its lookup round again.
+# Without that it would still answer right, through SQL, as for a table it
+# cannot find; but the direct claim of a key writes the key's row once,
+# where the claim through SQL inserts it and then updates it with the
+# result, which the transaction's statistics show.
 $node->safe_psql('postgres', q{
 	CREATE DATABASE older;
 });
@@ -163,12 +167,19 @@ my $pooled = $node->background_psql('older');
 is($pooled->query_safe(q{SELECT turnstile.counter_incr('pooled', 1)}), '1',
 	'a backend at 1.3 increments');
 $node->safe_psql('older', q{ALTER EXTENSION pg_turnstile UPDATE TO '1.4'});
+$pooled->query_safe('BEGIN');
 is($pooled->query_safe(q{
 		SELECT turnstile.counter_incr_once('pooled', 2, 'pooled-1') || ' ' ||
 		       turnstile.counter_incr_once('pooled', 2, 'pooled-1') || ' ' ||
 		       (SELECT count FROM turnstile.rate_limit('pooled', 3, '1 day')) || ' ' ||
 		       (SELECT count FROM turnstile.rate_limit('pooled', 3, '1 day'))}),
 	'3 3 1 2', 'and after another session updated it to 1.4, uses the new tables');
+is($pooled->query_safe(q{
+		SELECT n_tup_ins || ' inserted, ' || n_tup_upd || ' updated'
+		  FROM pg_stat_xact_user_tables
+		 WHERE relid = 'turnstile.idempotency_key'::regclass}),
+	'1 inserted, 0 updated', 'directly, as the tables it now knows');
+$pooled->query_safe('COMMIT');
 $pooled->quit;
 
 $node->stop;
