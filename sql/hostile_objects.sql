@@ -248,7 +248,9 @@ SELECT turnstile.credential_get(1, 'hostile_fail');
 -- 12. An idempotency key's result that cannot be recorded (a trigger makes
 -- the UPDATE that records it skip the row), or that was erased by hand:
 -- once an internal error (XX000) after the increment.  Now 55000, and the
--- increment is rolled back with the error.
+-- increment is rolled back with the error.  An expired key whose row a
+-- trigger keeps from being deleted: once an endless loop (until
+-- statement_timeout).  Now 55000.
 --
 CREATE FUNCTION hostile.skip_row() RETURNS trigger
 	LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
@@ -265,9 +267,18 @@ SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k2');
 UPDATE turnstile.idempotency_key SET result = NULL WHERE key = 'hostile_k2';
 SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k2');
 \echo :LAST_ERROR_SQLSTATE
+CREATE TRIGGER skip_delete BEFORE DELETE ON turnstile.idempotency_key
+	FOR EACH ROW EXECUTE FUNCTION hostile.skip_row();
+INSERT INTO turnstile.idempotency_key (key, counter, delta, result, used_at)
+	VALUES ('hostile_k3', 'hostile_c', 5, 1, now() - interval '2 days');
+SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k3');
+\echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY terse
 SELECT turnstile.counter_get('hostile_c');
-DELETE FROM turnstile.idempotency_key WHERE key = 'hostile_k2';
+DROP TRIGGER skip_delete ON turnstile.idempotency_key;
+-- without the trigger the expired key is claimed anew
+SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k3');
+DELETE FROM turnstile.idempotency_key WHERE key IN ('hostile_k2', 'hostile_k3');
 
 -- everything put back
 SELECT turnstile.realm_drop(r) FROM unnest(ARRAY['hostile_req', 'hostile_new',

@@ -42,6 +42,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #if PG_VERSION_NUM >= 160000
 #include "nodes/miscnodes.h"
 #endif
@@ -359,38 +360,55 @@ ts_once_claim_sql(TsOnceCall *call, int64 *result)
 }
 
 /*
- * Run housekeeping on keys that are not the call's own any more, the sweep
- * or the forgetting of an expired key, and say whether it ran to its end.
+ * Run a statement that deletes keys no longer the call's own (the sweep,
+ * the forgetting of an expired key) with the latest snapshot.
+ */
+static void
+ts_once_delete(TsStatement *stmt, Datum *args)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	ts_store_exec(stmt, args, NULL, latest, false);
+	ts_policy_release(latest);
+	ts_store_close(&session);
+}
+
+/*
+ * The same, as housekeeping that another caller's doing the same work must
+ * not fail: NULL if it ran to its end, else the serialization failure that
+ * rolled it back.
  *
- * Both lock or delete rows found with the latest snapshot.  In READ
- * COMMITTED, a row that another caller deleted after that snapshot is
+ * Both statements lock or delete rows found with the latest snapshot.  In
+ * READ COMMITTED, a row that another caller deleted after that snapshot is
  * simply skipped; in REPEATABLE READ or SERIALIZABLE, locking or deleting
  * it raises 40001 (ExecLockRows, ExecDelete), though the row was nothing
  * the caller asked about and the other caller only did the same work.
- * There the work runs in a subtransaction, and a serialization failure
- * rolls back only that work: false, and the call goes on.  (A failure that
- * SSI raised because it doomed the whole transaction is raised again at
- * commit.)  Any other error is raised as it is.
+ * There the statement runs in a subtransaction, and a serialization
+ * failure rolls back only the statement; the caller decides what to do
+ * with it (a 40001 that SSI raised to keep this transaction from becoming
+ * a pivot comes back if the same row is deleted again, so the caller must
+ * not simply retry).  Any other error is raised as it is.
  */
-typedef void (*TsOnceHousekeeping) (TsOnceCall *call, Datum window);
-
-static bool
-ts_once_housekeep(TsOnceHousekeeping work, TsOnceCall *call, Datum window)
+static ErrorData *
+ts_once_housekeep(TsStatement *stmt, Datum *args)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	bool		done = true;
+	ErrorData  *conflict = NULL;
 
 	if (!IsolationUsesXactSnapshot())
 	{
-		work(call, window);
-		return true;
+		ts_once_delete(stmt, args);
+		return NULL;
 	}
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(context);
 	PG_TRY();
 	{
-		work(call, window);
+		ts_once_delete(stmt, args);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -400,61 +418,59 @@ ts_once_housekeep(TsOnceHousekeeping work, TsOnceCall *call, Datum window)
 		MemoryContextSwitchTo(context);
 		error = CopyErrorData();
 		FlushErrorState();
-		/* (this restores the caller's identity and ends the work's SPI connection) */
+		/* (this restores the caller's identity and ends the statement's SPI connection) */
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner;
 		if (error->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
 			ReThrowError(error);
-		FreeErrorData(error);
-		done = false;
+		ereport(DEBUG1,
+				(errmsg_internal("pg_turnstile: removing expired idempotency keys rolled back: %s",
+								 error->message)));
+		conflict = error;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(context);
 	CurrentResourceOwner = owner;
-	return done;
+	return conflict;
 }
 
-/* Delete the oldest expired keys (the call is not needed). */
-static void
-ts_once_sweep(TsOnceCall *call, Datum window)
-{
-	TsStoreSession session;
-	Snapshot	latest;
+/* This backend's transaction, as its virtual transaction id's local part. */
+#if PG_VERSION_NUM >= 170000
+#define TS_MY_LXID	(MyProc->vxid.lxid)
+#else
+#define TS_MY_LXID	(MyProc->lxid)
+#endif
 
-	ts_store_open(&session);
-	latest = ts_latest_snapshot();
-	ts_store_exec(&ts_stmt_sweep, &window, NULL, latest, false);
-	ts_policy_release(latest);
-	ts_store_close(&session);
-}
+/* The transaction that swept last, in REPEATABLE READ or SERIALIZABLE. */
+static LocalTransactionId ts_once_swept_in = InvalidLocalTransactionId;
 
 /*
  * Every TS_ONCE_SWEEP_EVERY calls of a backend (and its first), delete the
- * oldest expired keys.
+ * oldest expired keys.  A REPEATABLE READ or SERIALIZABLE transaction
+ * sweeps at most once, and leaves the rest to later transactions: each
+ * sweep there is a subtransaction, and a transaction with more than 64 of
+ * them that wrote makes every snapshot in the server costlier until it
+ * ends (the subtransaction cache of its PGPROC overflows).
  */
 static void
 ts_once_sweep_if_due(Datum window)
 {
+	ErrorData  *conflict;
+
 	if (++ts_once_claims_since_sweep < TS_ONCE_SWEEP_EVERY)
 		return;
-	ts_once_housekeep(ts_once_sweep, NULL, window);
+	if (IsolationUsesXactSnapshot())
+	{
+		if (ts_once_swept_in == TS_MY_LXID)
+			return;
+		ts_once_swept_in = TS_MY_LXID;
+	}
+	conflict = ts_once_housekeep(&ts_stmt_sweep, &window);
+	/* another caller swept these keys: nothing is left to do */
+	if (conflict != NULL)
+		FreeErrorData(conflict);
 	ts_once_claims_since_sweep = 0;
-}
-
-/* Delete the call's key if it has expired, so that the call can claim it anew. */
-static void
-ts_once_forget(TsOnceCall *call, Datum window)
-{
-	TsStoreSession session;
-	Snapshot	latest;
-
-	ts_store_open(&session);
-	latest = ts_latest_snapshot();
-	ts_store_exec(&ts_stmt_forget, (Datum[]) {call->key_text, window}, NULL,
-				  latest, false);
-	ts_policy_release(latest);
-	ts_store_close(&session);
 }
 
 /* What the key's row says. */
@@ -521,6 +537,9 @@ counter_incr_once(PG_FUNCTION_ARGS)
 {
 	TsOnceCall	call;
 	int64		result;
+	TsEarlier	earlier;
+	bool		went_round = false;
+	ErrorData  *forget_conflict = NULL;
 
 	ts_counter_from_arg(fcinfo, &call.counter);
 	call.delta = ts_int64_arg(fcinfo, 1, "delta");
@@ -556,16 +575,31 @@ counter_incr_once(PG_FUNCTION_ARGS)
 
 		if (claim == TS_CLAIM_APPLIED)
 			PG_RETURN_INT64(result);
-		switch (ts_once_earlier_result(&call, window, &result))
+		earlier = ts_once_earlier_result(&call, window, &result);
+		if (earlier == TS_EARLIER_RESULT)
+			PG_RETURN_INT64(result);
+
+		/*
+		 * The key's row was swept since the claim saw it, or has expired
+		 * and goes now: the next pass claims the key, or finds the row of
+		 * a caller who claimed it meanwhile, which is in the window and
+		 * stays.  So a second pass that ends here too made no progress: the
+		 * forget was refused (SSI's 40001, raised again now), or the table
+		 * keeps a row that the lookup cannot see or the forget cannot
+		 * delete (a trigger, a row security policy).
+		 */
+		if (went_round)
 		{
-			case TS_EARLIER_RESULT:
-				PG_RETURN_INT64(result);
-			case TS_EARLIER_EXPIRED:
-				/* whether this call or another caller removed it, claim again */
-				ts_once_housekeep(ts_once_forget, &call, window);
-				break;
-			case TS_EARLIER_GONE:
-				break;
+			if (forget_conflict != NULL)
+				ReThrowError(forget_conflict);
+			ts_relaccess_altered("idempotency_key",
+								 psprintf("The row of idempotency key \"%s\" could not be %s.", call.key,
+										  earlier == TS_EARLIER_EXPIRED ?
+										  "deleted, though it has expired" : "read"));
 		}
+		went_round = true;
+		if (earlier == TS_EARLIER_EXPIRED)
+			forget_conflict = ts_once_housekeep(&ts_stmt_forget,
+												(Datum[]) {call.key_text, window});
 	}
 }
