@@ -268,7 +268,7 @@ CREATE OR REPLACE VIEW turnstile.locks AS
 		ON w.pid = m.pid AND w.locktype = 'transactionid' AND NOT w.granted
 	  JOIN pg_catalog.pg_locks x
 		ON x.locktype = 'transactionid' AND x.transactionid = w.transactionid
-	   AND x.granted
+	   AND x.granted AND x.mode = 'ExclusiveLock'
 	 WHERE m.locktype = 'advisory' AND m.objsubid = 21509
 	   AND m.mode = 'AccessShareLock'
 	   AND m.database = (SELECT d.oid FROM pg_catalog.pg_database d

@@ -42,9 +42,9 @@ die 'PL/Proxy is not installed (Debian: postgresql-' . $proxy->pg_version->major
 
 $proxy->start;
 
-# Shards, at the default max_connections (100): the 32 or 64 proxy backends
-# of a step each hold a connection to every shard, and the step after waits
-# until the last step's have gone.
+# Shards, at the default max_connections (100): each of a step's 32 or 64
+# proxy backends holds a connection to every shard it has called, and the
+# step after waits until the last step's have gone.
 my @shards;
 foreach my $i (0 .. $nshards - 1)
 {
