@@ -113,6 +113,18 @@ SELECT count(*) AS expired FROM turnstile.idempotency_key
  WHERE used_at < now() - interval '90 minutes';
 SELECT count(*) AS kept, count(*) FILTER (WHERE key LIKE 'sweep-%') AS new
   FROM turnstile.idempotency_key;
+
+-- a REPEATABLE READ transaction sweeps at most once (each sweep is a
+-- subtransaction there): of 300 expired keys, 256 calls (two sweeps due, of
+-- up to 256 keys each) remove 256
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+INSERT INTO turnstile.idempotency_key (key, counter, delta, result, used_at)
+SELECT 'rr-old-' || i, 'once', 1, i, now() - interval '1 day'
+  FROM generate_series(1, 300) i;
+SELECT count(*) FROM (SELECT turnstile.counter_incr_once('once', 1, 'rr-' || i)
+                        FROM generate_series(1, 256) i) calls;
+SELECT count(*) AS expired_left FROM turnstile.idempotency_key WHERE key LIKE 'rr-old-%';
+COMMIT;
 RESET turnstile.idempotency_window;
 
 SELECT turnstile.counter_drop(name)
