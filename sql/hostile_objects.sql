@@ -280,6 +280,23 @@ DROP TRIGGER skip_delete ON turnstile.idempotency_key;
 SELECT turnstile.counter_incr_once('hostile_c', 5, 'hostile_k3');
 DELETE FROM turnstile.idempotency_key WHERE key IN ('hostile_k2', 'hostile_k3');
 
+--
+-- 13. A rate limit whose upsert a trigger makes skip the row: once a read
+-- of a result row that was not there.  Now 55000, and nothing is counted.
+--
+SELECT allowed, count FROM turnstile.rate_limit('hostile_rl13', 5, '1000 days');
+CREATE TRIGGER skip_rate BEFORE INSERT OR UPDATE ON turnstile.rate_limit
+	FOR EACH ROW EXECUTE FUNCTION hostile.skip_row();
+\set VERBOSITY default
+SELECT * FROM turnstile.rate_limit('hostile_rl13', 5, '1000 days');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM turnstile.rate_limit('hostile_rl13_new', 5, '1000 days');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+DROP TRIGGER skip_rate ON turnstile.rate_limit;
+SELECT key, count FROM turnstile.rate_limit WHERE key LIKE 'hostile_rl13%';
+DELETE FROM turnstile.rate_limit WHERE key LIKE 'hostile_rl13%';
+
 -- everything put back
 SELECT turnstile.realm_drop(r) FROM unnest(ARRAY['hostile_req', 'hostile_new',
 	'hostile_temp', 'hostile_temp_new', 'hostile_fail']) r;

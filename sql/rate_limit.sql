@@ -88,6 +88,13 @@ SELECT * FROM turnstile.rate_limit('k', 1, '1 day -1 second');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM turnstile.rate_limit('k', 1, '2147483647 days');
 \echo :LAST_ERROR_SQLSTATE
+-- a window kept from a shorter per, with a per of 292,000 years, would end
+-- past the last timestamp: refused, and nothing is counted
+SELECT allowed, count FROM turnstile.rate_limit('far', 10, '1000 days');
+SELECT * FROM turnstile.rate_limit('far', 10, '106751991 days');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count, per FROM turnstile.rate_limit WHERE key = 'far';
+DELETE FROM turnstile.rate_limit WHERE key = 'far';
 SELECT count(*) FROM turnstile.rate_limit WHERE key = 'k';
 BEGIN READ ONLY;
 SELECT * FROM turnstile.rate_limit('k', 1, '1 second');

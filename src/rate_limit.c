@@ -214,14 +214,20 @@ ts_rate_take_sql(TsRateTake *take)
 	TsStoreSession session;
 	Snapshot	latest;
 	bool		isnull;
+	int			rows;
 
 	ts_store_open(&session);
 	latest = ts_latest_snapshot();
-	ts_store_exec(&ts_stmt_take,
-				  (Datum[]) {CStringGetTextDatum(take->key),
-				  TimestampTzGetDatum(take->window_start), Int64GetDatum(take->cost),
-				  Int64GetDatum(take->max), IntervalPGetDatum(take->per)},
-				  NULL, latest, false);
+	rows = ts_store_exec(&ts_stmt_take,
+						 (Datum[]) {CStringGetTextDatum(take->key),
+						 TimestampTzGetDatum(take->window_start), Int64GetDatum(take->cost),
+						 Int64GetDatum(take->max), IntervalPGetDatum(take->per)},
+						 NULL, latest, false);
+	/* a trigger or a row security policy can make the upsert skip the row */
+	if (rows != 1)
+		ts_relaccess_altered("rate_limit",
+							 psprintf("The count of rate limit \"%s\" could not be written: its upsert returned %d rows.",
+									  take->key, rows));
 	take->count = DatumGetInt64(ts_store_value(0, 1, &isnull));
 	take->allowed = DatumGetBool(ts_store_value(0, 2, &isnull));
 	take->window_start = DatumGetTimestampTz(ts_store_value(0, 3, &isnull));
@@ -268,6 +274,7 @@ ts_rate_limit(FunctionCallInfo fcinfo, int64 cost)
 	Interval   *per;
 	int64		window_usec;
 	TimestampTz window_start;
+	TimestampTz reset_at;
 	TsRateTake	take;
 	TupleDesc	tupdesc;
 	Datum		values[4];
@@ -299,10 +306,25 @@ ts_rate_limit(FunctionCallInfo fcinfo, int64 cost)
 	if (!ts_rate_take_direct(&take))
 		ts_rate_take_sql(&take);
 
+	/*
+	 * A window's end can lie past the last timestamp: per allows about
+	 * 292,000 years, and the window kept can be a later one that another
+	 * call's per started.  The error rolls back what the call counted.
+	 */
+	if (pg_add_s64_overflow(take.window_start, window_usec, &reset_at) ||
+		!IS_VALID_TIMESTAMP(reset_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("rate limit \"%s\" would reset after the last timestamp", key),
+				 errdetail("Its window starts at %s and is %s long.",
+						   timestamptz_to_str(take.window_start),
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(per))))));
+
 	values[0] = BoolGetDatum(take.allowed);
 	values[1] = Int64GetDatum(take.count);
 	values[2] = Int64GetDatum(take.count < max ? max - take.count : 0);
-	values[3] = TimestampTzGetDatum(take.window_start + window_usec);
+	values[3] = TimestampTzGetDatum(reset_at);
 	PG_RETURN_DATUM(ts_form_row(BlessTupleDesc(tupdesc), values, nulls));
 }
 

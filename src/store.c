@@ -161,13 +161,26 @@ ts_store_exec(TsStatement *stmt, Datum *values, const char *nulls,
 }
 
 /*
+ * Row row of the last result.  Callers check the row count ts_store_exec
+ * returned; a row that is not there is an internal error here rather than a
+ * read of memory SPI never filled.
+ */
+static HeapTuple
+ts_store_row(int row)
+{
+	if (SPI_tuptable == NULL || row < 0 || (uint64) row >= SPI_processed)
+		elog(ERROR, "pg_turnstile asked for row %d of a result of " UINT64_FORMAT " rows",
+			 row, SPI_tuptable ? SPI_processed : 0);
+	return SPI_tuptable->vals[row];
+}
+
+/*
  * One column of one row of the last result.
  */
 Datum
 ts_store_value(int row, int col, bool *isnull)
 {
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-						 col, isnull);
+	return SPI_getbinval(ts_store_row(row), SPI_tuptable->tupdesc, col, isnull);
 }
 
 /*
@@ -178,7 +191,7 @@ ts_store_value(int row, int col, bool *isnull)
 char *
 ts_store_text(TsStoreSession *session, int row, int col)
 {
-	char	   *value = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+	char	   *value = SPI_getvalue(ts_store_row(row), SPI_tuptable->tupdesc, col);
 
 	return value ? MemoryContextStrdup(session->caller_context, value) : NULL;
 }
