@@ -90,6 +90,16 @@ SET turnstile.idempotency_window = '-1 hour';
 \echo :LAST_ERROR_SQLSTATE
 SET turnstile.idempotency_window = '1 month';
 \echo :LAST_ERROR_SQLSTATE
+-- at most 3650 days, however it is written
+SET turnstile.idempotency_window = '87600 hours';
+SHOW turnstile.idempotency_window;
+SET turnstile.idempotency_window = '87601 hours';
+\echo :LAST_ERROR_SQLSTATE
+SET turnstile.idempotency_window = '3650 days 1 second';
+\echo :LAST_ERROR_SQLSTATE
+SET turnstile.idempotency_window = '3650 days 2562047788 hours';
+\echo :LAST_ERROR_SQLSTATE
+SET turnstile.idempotency_window = '90 minutes';
 SHOW turnstile.idempotency_window;
 
 -- a key older than the window is new again: the retry applies

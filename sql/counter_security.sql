@@ -265,6 +265,27 @@ RESET search_path;
 RESET ROLE;
 
 --
+-- The idempotency window is superuser-only: every session removes the keys
+-- older than its own window, whoever made them, so an application role that
+-- could shorten it would make other clients' retries apply again.  GRANT
+-- SET ON PARAMETER lets a role set it.
+--
+SET ROLE turnstile_app;
+SET turnstile.idempotency_window = '1 second';
+\echo :LAST_ERROR_SQLSTATE
+SELECT set_config('turnstile.idempotency_window', '1 second', false);
+\echo :LAST_ERROR_SQLSTATE
+SHOW turnstile.idempotency_window;
+RESET ROLE;
+GRANT SET ON PARAMETER turnstile.idempotency_window TO turnstile_app;
+SET ROLE turnstile_app;
+SET turnstile.idempotency_window = '48 hours';
+SHOW turnstile.idempotency_window;
+RESET turnstile.idempotency_window;
+RESET ROLE;
+REVOKE SET ON PARAMETER turnstile.idempotency_window FROM turnstile_app;
+
+--
 -- Clean up: the roles' grants go with DROP OWNED.
 --
 SELECT name, turnstile.counter_drop(name) FROM turnstile.counters

@@ -111,9 +111,11 @@ ts_idempotency_window_check(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	window = DatumGetIntervalP(parsed);
+	/* (3650 days in hours is 3650 days too, and days in microseconds can overflow) */
 	if (window->month != 0 || window->day < 0 || window->time < 0 ||
-		(window->day == 0 && window->time == 0) ||
-		window->day > 3650)
+		window->day > 3650 || window->time > 3650 * USECS_PER_DAY ||
+		window->day * USECS_PER_DAY + window->time <= 0 ||
+		window->day * USECS_PER_DAY + window->time > 3650 * USECS_PER_DAY)
 	{
 		GUC_check_errdetail("The idempotency window must be a positive interval of days, hours, minutes or seconds, at most 3650 days.");
 		return false;

@@ -89,12 +89,18 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	/*
+	 * Superuser-only: every session removes the keys older than its own
+	 * window, whoever made them, so a session that could shorten it would
+	 * make everyone's retries apply again.  GRANT SET ON PARAMETER lets a
+	 * role set it.
+	 */
 	DefineCustomStringVariable("turnstile.idempotency_window",
-							   "How long counter_incr_once remembers an idempotency key after its last use.",
-							   "A retry with a key older than this applies the increment again.",
+							   "How long counter_incr_once remembers an idempotency key after the call that applied it.",
+							   "A retry with a key older than this applies the increment again. Every session removes the keys older than its own window, so all sessions that share keys should use one.",
 							   &turnstile_idempotency_window,
 							   "24 hours",
-							   PGC_USERSET,
+							   PGC_SUSET,
 							   0,
 							   ts_idempotency_window_check,
 							   ts_idempotency_window_assign,
