@@ -276,3 +276,25 @@ CREATE OR REPLACE VIEW turnstile.locks AS
 
 COMMENT ON VIEW turnstile.locks IS
 	'turnstile keys held and awaited in this database, decoded to counter names and realm/user ids: the locks of calls under way (counter, counter slot, counter growth, credential, idempotency key), the keys that open transactions hold through the rows they wrote, and the callers waiting for them';
+
+--
+-- turnstile.rate_limits: a window ends per after it starts, a day counting
+-- 24 hours, as rate_limit counts it; window_start + per added calendar days
+-- in the session's time zone, an hour off rate_limit's reset_at (and its
+-- count shown for an hour too long or too short) across a daylight saving
+-- change.
+--
+CREATE OR REPLACE VIEW turnstile.rate_limits AS
+	SELECT key, max, per,
+		   CASE WHEN e.reset_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+				THEN count ELSE 0 END AS count,
+		   CASE WHEN e.reset_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
+				THEN GREATEST(max OPERATOR(pg_catalog.-) count, 0)
+				ELSE max END AS remaining,
+		   window_start,
+		   e.reset_at,
+		   used_at
+	  FROM turnstile.rate_limit,
+		   LATERAL (SELECT window_start OPERATOR(pg_catalog.+)
+						   (pg_catalog.date_part('epoch', per)
+							OPERATOR(pg_catalog.*) interval '1 second') AS reset_at) e;

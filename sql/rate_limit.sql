@@ -59,6 +59,16 @@ SELECT allowed, count, remaining FROM turnstile.rate_limit('big', 5, '1000 days'
 
 -- the view
 SELECT key, max, per, count, remaining FROM turnstile.rate_limits ORDER BY key;
+-- its windows end per after they start, a day counting 24 hours, as
+-- rate_limit counts them: not a calendar day of the session's time zone,
+-- which is 23 hours on the day daylight saving time starts
+SET TimeZone = 'EST5EDT,M3.2.0,M11.1.0';
+INSERT INTO turnstile.rate_limit (key, window_start, count, max, per, allowed, used_at)
+	VALUES ('dst', '2026-03-08 00:00:00+00', 1, 5, '1 day', true, now());
+SELECT reset_at, reset_at = '2026-03-09 00:00:00+00' AS after_24_hours
+  FROM turnstile.rate_limits WHERE key = 'dst';
+RESET TimeZone;
+DELETE FROM turnstile.rate_limit WHERE key = 'dst';
 
 -- errors, which change nothing
 SELECT * FROM turnstile.rate_limit(NULL, 1, '1 second');
