@@ -278,23 +278,74 @@ COMMENT ON VIEW turnstile.locks IS
 	'turnstile keys held and awaited in this database, decoded to counter names and realm/user ids: the locks of calls under way (counter, counter slot, counter growth, credential, idempotency key), the keys that open transactions hold through the rows they wrote, and the callers waiting for them';
 
 --
--- turnstile.rate_limits: a window ends per after it starts, a day counting
--- 24 hours, as rate_limit counts it; window_start + per added calendar days
--- in the session's time zone, an hour off rate_limit's reset_at (and its
--- count shown for an hour too long or too short) across a daylight saving
--- change.
+-- turnstile.rate_limits reads through rate_limit_list(), with the latest
+-- snapshot, as rate_limit itself reads: selected from with the
+-- transaction's snapshot, it showed a REPEATABLE READ transaction that had
+-- called rate_limit on a key counted by another caller since its snapshot
+-- the key's count from before that call, or the key twice (the SPEC,
+-- Isolation: every reader applies the writers' snapshot policy).  A
+-- window ends per after it starts, a day counting 24 hours, as rate_limit
+-- counts it; window_start + per added calendar days in the session's time
+-- zone, an hour off rate_limit's reset_at across a daylight saving change.
+-- As for turnstile.counters and counter_list, whoever selects from the view
+-- needs EXECUTE on the function: the roles that may select from it are
+-- named in a WARNING, with the GRANT to run.
 --
+CREATE TYPE turnstile.rate_limit_state AS (
+	key				text,
+	window_start	timestamptz,
+	count			bigint,
+	max				bigint,
+	per				interval,
+	used_at			timestamptz
+);
+
+COMMENT ON TYPE turnstile.rate_limit_state IS
+	'a rate limit key''s row as rate_limit_list returns it: its window, the window''s count, the last call''s max and per, and its last use';
+
+CREATE FUNCTION turnstile.rate_limit_list()
+RETURNS SETOF turnstile.rate_limit_state
+AS 'MODULE_PATHNAME', 'rate_limit_list'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION turnstile.rate_limit_list() FROM PUBLIC;
+
+COMMENT ON FUNCTION turnstile.rate_limit_list() IS
+	'every rate limit key''s row, read with the latest snapshot as rate_limit reads; the body of the view turnstile.rate_limits';
+
 CREATE OR REPLACE VIEW turnstile.rate_limits AS
-	SELECT key, max, per,
+	SELECT r.key, r.max, r.per,
 		   CASE WHEN e.reset_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
-				THEN count ELSE 0 END AS count,
+				THEN r.count ELSE 0 END AS count,
 		   CASE WHEN e.reset_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()
-				THEN GREATEST(max OPERATOR(pg_catalog.-) count, 0)
-				ELSE max END AS remaining,
-		   window_start,
+				THEN GREATEST(r.max OPERATOR(pg_catalog.-) r.count, 0)
+				ELSE r.max END AS remaining,
+		   r.window_start,
 		   e.reset_at,
-		   used_at
-	  FROM turnstile.rate_limit,
-		   LATERAL (SELECT window_start OPERATOR(pg_catalog.+)
-						   (pg_catalog.date_part('epoch', per)
+		   r.used_at
+	  FROM turnstile.rate_limit_list() r,
+		   LATERAL (SELECT r.window_start OPERATOR(pg_catalog.+)
+						   (pg_catalog.date_part('epoch', r.per)
 							OPERATOR(pg_catalog.*) interval '1 second') AS reset_at) e;
+
+DO $$
+DECLARE
+	readers text;
+BEGIN
+	SELECT pg_catalog.string_agg(
+			   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+					ELSE pg_catalog.quote_ident(a.grantee::pg_catalog.regrole::text) END,
+			   ', ' ORDER BY a.grantee::pg_catalog.regrole::text)
+	  INTO readers
+	  FROM pg_catalog.pg_class c,
+		   LATERAL pg_catalog.aclexplode(c.relacl) a
+	 WHERE c.oid = 'turnstile.rate_limits'::pg_catalog.regclass
+	   AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner;
+	IF readers IS NOT NULL THEN
+		RAISE WARNING 'turnstile.rate_limits reads through turnstile.rate_limit_list() in pg_turnstile 1.5, which the roles that select from it may not execute yet'
+			USING HINT = pg_catalog.format(
+				'After the update, run: GRANT EXECUTE ON FUNCTION turnstile.rate_limit_list() TO %s;',
+				readers);
+	END IF;
+END
+$$;

@@ -265,6 +265,25 @@ RESET search_path;
 RESET ROLE;
 
 --
+-- turnstile.rate_limits reads through rate_limit_list(): SELECT on the view
+-- is not enough, as for turnstile.counters.
+--
+SELECT allowed, count FROM turnstile.rate_limit('sec-rate', 5, '1000 days');
+GRANT SELECT ON turnstile.rate_limits TO turnstile_app;
+SET ROLE turnstile_app;
+SELECT key, count FROM turnstile.rate_limits WHERE key = 'sec-rate';
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION turnstile.rate_limit_list() TO turnstile_app;
+SET ROLE turnstile_app;
+SELECT key, count FROM turnstile.rate_limits WHERE key = 'sec-rate';
+-- ... and the function reads the table as its owner, not the caller
+SELECT count(*) FROM turnstile.rate_limit;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DELETE FROM turnstile.rate_limit WHERE key = 'sec-rate';
+
+--
 -- The idempotency window is superuser-only: every session removes the keys
 -- older than its own window, whoever made them, so an application role that
 -- could shorten it would make other clients' retries apply again.  GRANT

@@ -408,7 +408,27 @@ CREATE VIEW up_limited AS
 ALTER EXTENSION pg_turnstile UPDATE TO :'target';
 \echo :LAST_ERROR_SQLSTATE
 DROP VIEW up_limited;
+-- A role that may read turnstile.rate_limits: from 1.5 the view reads through
+-- rate_limit_list(), which the update names the role for in a WARNING, with
+-- the GRANT to run; the key counted at 1.4 is there afterwards.
+CREATE ROLE up_reader;
+GRANT USAGE ON SCHEMA turnstile TO up_reader;
+GRANT SELECT ON turnstile.rate_limits TO up_reader;
+SELECT allowed, count FROM turnstile.rate_limit('up-kept', 5, '1000 days');
 ALTER EXTENSION pg_turnstile UPDATE TO :'target';
+SET ROLE up_reader;
+SELECT key, count FROM turnstile.rate_limits WHERE key = 'up-kept';
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION turnstile.rate_limit_list() TO up_reader;
+SET ROLE up_reader;
+SELECT key, count, remaining FROM turnstile.rate_limits WHERE key = 'up-kept';
+RESET ROLE;
+REVOKE ALL ON FUNCTION turnstile.rate_limit_list() FROM up_reader;
+REVOKE ALL ON turnstile.rate_limits FROM up_reader;
+REVOKE ALL ON SCHEMA turnstile FROM up_reader;
+DROP ROLE up_reader;
+DELETE FROM turnstile.rate_limit WHERE key = 'up-kept';
 SELECT extversion = :'target' AS at_default_version
   FROM pg_extension WHERE extname = 'pg_turnstile';
 

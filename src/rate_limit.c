@@ -82,6 +82,15 @@ static TsStatement ts_stmt_sweep = {
 	1, {INTERVALOID}
 };
 
+/*
+ * Every key's row, for the view turnstile.rate_limits, in the columns of
+ * turnstile.rate_limit_state.
+ */
+static TsStatement ts_stmt_list = {
+	"SELECT key, window_start, count, max, per, used_at FROM turnstile.rate_limit",
+	0, {InvalidOid}
+};
+
 /* The Unix epoch, as a timestamptz. */
 #define TS_UNIX_EPOCH	(-((TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY))
 
@@ -356,4 +365,31 @@ rate_limit_sweep(PG_FUNCTION_ARGS)
 	ts_policy_release(latest);
 	ts_store_close(&session);
 	PG_RETURN_INT64(rows);
+}
+
+/*
+ * rate_limit_list() -> setof rate_limit_state: every key's row, for the view
+ * turnstile.rate_limits.  It reads with the latest snapshot, as rate_limit
+ * does, whatever turnstile.isolation says.  With the transaction's own
+ * snapshot a REPEATABLE READ transaction that had called rate_limit on a
+ * key counted by another caller since that snapshot would see the version
+ * its snapshot shows, from before that call, and, scanning the whole table,
+ * also the one it wrote over the latest (the SPEC's pitfall, under
+ * Isolation).
+ */
+PG_FUNCTION_INFO_V1(rate_limit_list);
+
+Datum
+rate_limit_list(PG_FUNCTION_ARGS)
+{
+	TsStoreSession session;
+	Snapshot	latest;
+
+	InitMaterializedSRF(fcinfo, 0);
+	ts_store_open(&session);
+	latest = ts_latest_snapshot();
+	ts_store_materialize(fcinfo, &ts_stmt_list, latest);
+	ts_policy_release(latest);
+	ts_store_close(&session);
+	return (Datum) 0;
 }
