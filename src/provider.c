@@ -126,7 +126,14 @@ ts_provider_invoke(void *arg)
 	call->result = FunctionCallInvoke(fcinfo);
 	call->isnull = fcinfo->isnull;
 
-	AtEOXact_GUC(true, guc_nestlevel);
+	/*
+	 * Undo every setting the function changed, not only search_path, as
+	 * index_build does after running index functions: a login is another
+	 * role's code, and a set_config(..., false) in it would otherwise stay
+	 * in the caller's session ("required") or in a pool worker's, for every
+	 * later refresh it serves.
+	 */
+	AtEOXact_GUC(false, guc_nestlevel);
 }
 
 /*

@@ -20,6 +20,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/discard.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -217,19 +218,22 @@ ts_refresh_serve(const TsRefreshRequest *request, MemoryContext worker_context)
 {
 	char	   *volatile credential = NULL;
 	ErrorData  *volatile failure = NULL;
+	Oid			worker_userid;
+	int			worker_sec_context;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	XactIsoLevel = request->xact_isolation;
-	if (request->restricted)
-	{
-		Oid			userid;
-		int			sec_context;
 
-		/* abort restores the context this transaction started with */
-		GetUserIdAndSecContext(&userid, &sec_context);
-		SetUserIdAndSecContext(userid, sec_context | SECURITY_RESTRICTED_OPERATION);
-	}
+	/*
+	 * xact.c puts back the context a transaction started with on abort
+	 * only; it is put back below after a commit too, so that a pool worker
+	 * never carries one request's restriction into the next.
+	 */
+	GetUserIdAndSecContext(&worker_userid, &worker_sec_context);
+	if (request->restricted)
+		SetUserIdAndSecContext(worker_userid,
+							   worker_sec_context | SECURITY_RESTRICTED_OPERATION);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	PG_TRY();
 	{
@@ -249,6 +253,7 @@ ts_refresh_serve(const TsRefreshRequest *request, MemoryContext worker_context)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		SetUserIdAndSecContext(worker_userid, worker_sec_context);
 		MemoryContextSwitchTo(worker_context);
 		ts_worker_send_credential(credential);
 		return;
@@ -256,6 +261,7 @@ ts_refresh_serve(const TsRefreshRequest *request, MemoryContext worker_context)
 
 	/* roll the refresh back, record the failure for good, then report it */
 	AbortCurrentTransaction();
+	SetUserIdAndSecContext(worker_userid, worker_sec_context);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -264,6 +270,27 @@ ts_refresh_serve(const TsRefreshRequest *request, MemoryContext worker_context)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(worker_context);
 	ts_worker_send_failure(failure);
+}
+
+/*
+ * Leave nothing of a request's login in the pool worker's session for the
+ * next one, which may be another realm's, registered by another role: what
+ * DISCARD ALL does, as a connection pooler does between clients.  A login
+ * can change settings for the session (undone already, see
+ * ts_provider_invoke), take session-level advisory locks, create temporary
+ * tables (which a later login, with pg_temp in its search_path, would see,
+ * with their triggers), LISTEN and PREPARE.  A dynamic worker exits after
+ * its one request instead.
+ */
+static void
+ts_pool_worker_reset_session(void)
+{
+	DiscardStmt discard = {.type = T_DiscardStmt,.target = DISCARD_ALL};
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	DiscardCommand(&discard, true);
+	CommitTransactionCommand();
 }
 
 /*
@@ -332,6 +359,7 @@ ts_pool_worker_main(Datum main_arg)
 			/* detaching ends the redirection of the output to the queue */
 			dsm_detach(seg);
 			ts_pool_worker_done();
+			ts_pool_worker_reset_session();
 			MemoryContextSwitchTo(TopMemoryContext);
 			MemoryContextReset(worker_context);
 			pgstat_report_stat(false);

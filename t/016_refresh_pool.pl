@@ -176,6 +176,58 @@ like($stderr, qr/ERROR:  40P01: deadlock detected while refreshing user 9 in rea
 is($node->safe_psql('postgres', "SELECT turnstile.credential_get(9, 'locked')"), 'tok-9',
 	'after the deadlock, the pool serves the same user');
 
+# 5b. what a login leaves in its session stays out of the next request:
+# a setting, a session-level advisory lock, a temporary table; and a caller
+# in a security-restricted operation (CREATE INDEX evaluating credential_get)
+# does not leave the worker restricted.  (The worker resets its session after
+# it has answered, hence the polls.)
+$node->safe_psql('postgres', q{
+	CREATE TABLE served_by (uid bigint, backend_type text, pid integer);
+	CREATE FUNCTION leaky_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO served_by SELECT uid, backend_type, pid FROM pg_stat_activity
+		 WHERE pid = pg_backend_pid();
+		PERFORM set_config('turnstile.isolation', 'serializable', false);
+		PERFORM pg_advisory_lock(4242);
+		CREATE TEMP TABLE IF NOT EXISTS scratch (x int);
+		RETURN 'leaky-' || uid;
+	END $$;
+	SELECT turnstile.realm_set('leaky', 'leaky_login(bigint)');
+});
+# (the pool's worker, idle, after the deadlock above stopped the last one)
+like($node->safe_psql('postgres', "SELECT turnstile.credential_get(21, 'w')"),
+	qr/^tok-21-\d+$/, 'the pool serves again');
+ok($node->poll_query_until('postgres', q{SELECT state = 'idle' FROM turnstile.refresh_pool}),
+	'its worker is idle');
+$pid = pool_pid();
+is($node->safe_psql('postgres', "SELECT turnstile.credential_get(1, 'leaky')"), 'leaky-1',
+	'a login that changes a setting, takes an advisory lock and makes a temporary table');
+is($node->safe_psql('postgres', 'SELECT backend_type, pid FROM served_by WHERE uid = 1'),
+	"pg_turnstile refresh pool|$pid", 'served by the pool worker');
+# (the worker resets its session after answering, before it takes the next
+# request: once the next one is answered, the reset is done)
+like($node->safe_psql('postgres', "SELECT turnstile.credential_get(22, 'w')"),
+	qr/^tok-22-\d+$/, 'the next refresh does not run under the login\'s turnstile.isolation = serializable');
+is($node->safe_psql('postgres', q{
+		SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242}),
+	'0', 'the pool worker does not keep the login\'s advisory lock');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname = 'scratch'}),
+	'0', 'nor its temporary table');
+is(pool_pid(), $pid, 'the same worker serves on');
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION cred_of(uid bigint) RETURNS text IMMUTABLE LANGUAGE sql
+		AS $$ SELECT turnstile.credential_get(uid, 'w') $$;
+	CREATE TABLE indexed (id bigint);
+	INSERT INTO indexed VALUES (31);
+	CREATE INDEX ON indexed ((cred_of(id)));
+});
+is($node->safe_psql('postgres', "SELECT turnstile.credential_get(2, 'leaky')"), 'leaky-2',
+	'after serving a caller inside CREATE INDEX the worker is not restricted: its next login makes a temporary table');
+is($node->safe_psql('postgres', 'SELECT count(DISTINCT pid) || pg_catalog.max(backend_type) FROM served_by'),
+	'1pg_turnstile refresh pool', 'the same pool worker served both');
+is(pool_pid(), $pid, 'and serves on');
+$node->safe_psql('postgres', 'DROP TABLE indexed; DROP FUNCTION cred_of(bigint)');
+
 # 6. a second database: the idle worker of the first leaves to make room
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', qq{
