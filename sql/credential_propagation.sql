@@ -144,3 +144,21 @@ SELECT count(*) FROM turnstile.credential_status WHERE realm = 'selfish' AND sta
 SELECT turnstile.realm_drop('locked'), turnstile.realm_drop('selfish');
 DROP FUNCTION public.prop_counting_login(bigint), public.prop_selfish_login(bigint);
 DROP TABLE public.prop_account;
+
+--
+-- A credential that is not ASCII reaches a caller whose client_encoding is
+-- not the database's as it is: the worker's answer travels in the
+-- database's encoding, and only psql's output is converted.  Once it was
+-- converted as if it came from the client: 'é' came back as 'Ã©' from the
+-- refresh, and as 'é' from the cache afterwards.
+--
+CREATE FUNCTION public.prop_accented_login(uid bigint) RETURNS text LANGUAGE sql
+	AS $$ SELECT 'caf' || pg_catalog.chr(233) || '-' || uid $$;
+SELECT turnstile.realm_set('accented', 'prop_accented_login(bigint)');
+SET client_encoding = 'LATIN1';
+SELECT turnstile.credential_get(1, 'accented') = 'caf' || chr(233) || '-1' AS refreshed_as_made,
+       octet_length(convert_to(turnstile.credential_get(1, 'accented'), 'UTF8')) AS bytes;
+SELECT turnstile.credential_get(1, 'accented') = 'caf' || chr(233) || '-1' AS cached_as_made;
+RESET client_encoding;
+SELECT turnstile.realm_drop('accented');
+DROP FUNCTION public.prop_accented_login(bigint);

@@ -338,8 +338,9 @@ ts_worker_receive(shm_mq_handle *mqh, const TsWorkerCall *call)
 		appendBinaryStringInfo(&msg, data, nbytes);
 		msgtype = pq_getmsgbyte(&msg);
 
+		/* in the database's encoding both ends: no client_encoding between them */
 		if (msgtype == TS_MSG_CREDENTIAL)
-			return pstrdup(pq_getmsgstring(&msg));
+			return pstrdup(pq_getmsgrawstring(&msg));
 
 		if (msgtype == TS_MSG_ERROR || msgtype == TS_MSG_NOTICE)
 		{
@@ -479,8 +480,13 @@ ts_worker_send_credential(const char *credential)
 {
 	StringInfoData msg;
 
+	/*
+	 * As it is, with its terminating NUL: pq_sendstring and pq_getmsgstring
+	 * would convert it to and from a client_encoding, the caller's on the
+	 * receiving end, which is not the worker's
+	 */
 	pq_beginmessage(&msg, TS_MSG_CREDENTIAL);
-	pq_sendstring(&msg, credential);
+	pq_sendbytes(&msg, credential, strlen(credential) + 1);
 	pq_endmessage(&msg);
 }
 
