@@ -408,12 +408,17 @@ SELECT turnstile.realm_set('regress_cred_path', 'unqualified_login(bigint)',
                            propagation => 'required');
 SELECT turnstile.realm_set('regress_cred_path_worker', 'unqualified_login(bigint)',
                            propagation => 'requires_new');
+-- a role whose search_path names pg_temp first: it still goes last
+SET search_path = pg_temp, regress_cred_svc, "$user", public;
+SELECT turnstile.realm_set('regress_cred_path_temp_first', 'unqualified_login(bigint)',
+                           propagation => 'required');
 RESET search_path;
 SELECT name, search_path FROM turnstile.realm WHERE name LIKE 'regress_cred_path%' ORDER BY name;
 
 GRANT EXECUTE ON FUNCTION turnstile.credential_get(bigint, text) TO regress_cred_app;
 SELECT turnstile.realm_grant('regress_cred_path', 'regress_cred_app'),
-       turnstile.realm_grant('regress_cred_path_worker', 'regress_cred_app');
+       turnstile.realm_grant('regress_cred_path_worker', 'regress_cred_app'),
+       turnstile.realm_grant('regress_cred_path_temp_first', 'regress_cred_app');
 SET SESSION AUTHORIZATION regress_cred_app;
 CREATE TEMP TABLE journal (user_id bigint, search_path text);
 CREATE TEMP TABLE evidence (ran_as name);
@@ -427,6 +432,7 @@ CREATE TRIGGER plant BEFORE INSERT ON pg_temp.journal
 SET search_path = pg_temp, public;
 SELECT turnstile.credential_get(1, 'regress_cred_path');
 SELECT turnstile.credential_get(1, 'regress_cred_path_worker');
+SELECT turnstile.credential_get(1, 'regress_cred_path_temp_first');
 SELECT count(*) AS planted_trigger_ran FROM pg_temp.evidence;
 SELECT count(*) AS rows_in_caller_table FROM pg_temp.journal;
 RESET search_path;
@@ -457,7 +463,7 @@ RESET SESSION AUTHORIZATION;
 SELECT r, turnstile.realm_drop(r)
   FROM unnest(ARRAY['regress_cred_sec', 'regress_cred_worker', 'regress_cred_pry',
                     'regress_cred_pry_worker', 'regress_cred_path',
-                    'regress_cred_path_worker']) AS r;
+                    'regress_cred_path_worker', 'regress_cred_path_temp_first']) AS r;
 SELECT count(*) AS credentials_left FROM turnstile.credential_status
  WHERE realm LIKE 'regress_cred%';
 SET client_min_messages = warning;

@@ -23,7 +23,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "turnstile.h"
+#include "relaccess.h"
 
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -35,6 +35,7 @@
 #include "utils/regproc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 /* One call of a realm's function, and what it returned. */
 typedef struct TsProviderCall
@@ -96,6 +97,36 @@ ts_provider_error_context(void *arg)
 }
 
 /*
+ * The realm's search_path with pg_temp last.  A pg_temp the registering role
+ * had named earlier in it is taken out: there it would put the caller's
+ * temporary tables and functions ahead of the role's own objects, and a
+ * trigger on such a table would run with the role's rights.
+ */
+static char *
+ts_provider_search_path(const TsRealm *realm)
+{
+	char	   *raw = pstrdup(realm->search_path);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData path;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		ts_relaccess_altered("realm",
+							 psprintf("The search_path of realm \"%s\" is not a list of names: \"%s\".",
+									  realm->name, realm->search_path));
+	initStringInfo(&path);
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		if (strcmp(name, "pg_temp") != 0)
+			appendStringInfo(&path, "%s, ", quote_identifier(name));
+	}
+	appendStringInfoString(&path, "pg_temp");
+	return path.data;
+}
+
+/*
  * The body of a provider call, run as the realm's registering role, with the
  * realm's search_path until the call returns (an error unwinds the setting
  * with the transaction).
@@ -109,8 +140,7 @@ ts_provider_invoke(void *arg)
 	int			nargs = call->credential ? 2 : 1;
 	int			guc_nestlevel = NewGUCNestLevel();
 
-	(void) set_config_option("search_path",
-							 psprintf("%s, pg_temp", call->realm->search_path),
+	(void) set_config_option("search_path", ts_provider_search_path(call->realm),
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
 
