@@ -95,6 +95,7 @@ typedef struct TsWorkerCall
 	int64		user_id;
 	int			pool_entry;		/* in the refresh pool; -1: ... */
 	BackgroundWorkerHandle *handle; /* ... a worker of its own */
+	bool		answered;		/* its failure came: the worker is done with it */
 } TsWorkerCall;
 
 /*
@@ -163,6 +164,23 @@ ts_worker_stop(int code, Datum arg)
 {
 	TsWorkerCall *call = (TsWorkerCall *) DatumGetPointer(arg);
 
+	/*
+	 * A worker that sent its failure has recorded it and committed; it only
+	 * detaches and, a pool worker, marks the entry done, or exits.  Stopping
+	 * it would gain nothing, and a pool worker signalled a moment too late
+	 * would be serving another caller's refresh by then: wait instead.
+	 */
+	if (call->answered)
+	{
+		if (call->pool_entry >= 0)
+		{
+			ts_worker_wait_gone(ts_worker_pool_gone, call);
+			(void) ts_pool_withdraw(call->pool_entry);
+		}
+		else if (call->handle != NULL)
+			ts_worker_wait_gone(ts_worker_own_gone, call);
+		return;
+	}
 	if (call->pool_entry >= 0)
 	{
 		pid_t		pid = ts_pool_withdraw(call->pool_entry);
@@ -300,7 +318,7 @@ ts_worker_start_own(BackgroundWorker *worker, TsWorkerCall *call)
  * a deadlock with it.
  */
 static char *
-ts_worker_receive(shm_mq_handle *mqh, const TsWorkerCall *call)
+ts_worker_receive(shm_mq_handle *mqh, TsWorkerCall *call)
 {
 	TimestampTz started = GetCurrentTimestamp();
 	long		queued_delay_ms = 1;
@@ -350,6 +368,8 @@ ts_worker_receive(shm_mq_handle *mqh, const TsWorkerCall *call)
 			/* the worker's FATAL exit is this call's ERROR */
 			if (edata.elevel > ERROR)
 				edata.elevel = ERROR;
+			if (edata.elevel >= ERROR)
+				call->answered = true;
 			ThrowErrorData(&edata);
 		}
 		/* anything else (say, a ReadyForQuery) carries nothing for us */

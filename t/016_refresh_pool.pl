@@ -228,6 +228,26 @@ is($node->safe_psql('postgres', 'SELECT count(DISTINCT pid) || pg_catalog.max(ba
 is(pool_pid(), $pid, 'and serves on');
 $node->safe_psql('postgres', 'DROP TABLE indexed; DROP FUNCTION cred_of(bigint)');
 
+# 5c. a login that fails: its caller gets the error, and the pool worker
+# that answered is not stopped for it (the caller used to terminate a worker
+# that had not yet marked the entry done, a moment after answering, and
+# that might be serving the next caller's refresh by then)
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION failing_login(uid bigint) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		RAISE EXCEPTION 'the service says no to %', uid;
+	END $$;
+	SELECT turnstile.realm_set('failing', 'failing_login(bigint)');
+});
+$pid = pool_pid();
+foreach my $uid (1 .. 5)
+{
+	my ($ret, $stdout, $stderr) =
+	  $node->psql('postgres', "SELECT turnstile.credential_get($uid, 'failing')");
+	like($stderr, qr/the service says no to $uid/, "a failed login ($uid): its caller gets the error");
+}
+is(pool_pid(), $pid, 'the pool worker that answered the five failures still serves');
+
 # 6. a second database: the idle worker of the first leaves to make room
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other', qq{
