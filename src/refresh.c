@@ -116,14 +116,24 @@ ts_refresh_steps(const TsRealm *realm, int64 user_id, const TsCredential *cached
  * when the calling transaction has itself written this user's row (say, it
  * invalidated the credential): the worker would wait for that row's lock,
  * held by the caller, while the caller waits for the worker.  Then the
- * steps run here, as with required.
+ * steps run here, as with required.  So do they in a refresh worker whose
+ * login needs another user's credential when no worker slot is free: with
+ * every slot taken by refresh workers waiting for one, none would free up.
+ * They then commit with the worker's refresh, in a transaction that is not
+ * the original caller's either.
  */
 char *
 ts_refresh(const TsRealm *realm, int64 user_id, const TsCredential *cached,
 		   Snapshot snapshot)
 {
 	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here)
-		return ts_refresh_in_worker(realm, user_id);
+	{
+		char	   *credential = ts_refresh_in_worker(realm, user_id);
+
+		/* (NULL: a refresh worker's nested refresh, and no slot was free) */
+		if (credential != NULL)
+			return credential;
+	}
 	return ts_refresh_steps(realm, user_id, cached, snapshot);
 }
 

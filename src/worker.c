@@ -287,13 +287,27 @@ ts_worker_check_start_timeout(TimestampTz started, const TsWorkerCall *call)
 }
 
 /*
+ * Is this backend one of the library's refresh workers, its own or the
+ * pool's?  (By name: this file cannot call into refresh.c, which has their
+ * mains.)
+ */
+static bool
+ts_worker_am_refresh_worker(void)
+{
+	return MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "pg_turnstile") == 0 &&
+		(strcmp(MyBgworkerEntry->bgw_function_name, "ts_refresh_worker_main") == 0 ||
+		 strcmp(MyBgworkerEntry->bgw_function_name, "ts_pool_worker_main") == 0);
+}
+
+/*
  * Start a worker of the call's own, waiting for a free slot if every one of
  * max_worker_processes is taken (by other refreshes, or by anything else on
  * the server).  The postmaster tells nobody when a slot frees up, so the
  * wait polls, starting at 1 ms and backing off to 100 ms.  It stays
  * cancellable, and lock_timeout bounds it.
  */
-static void
+static bool
 ts_worker_start_own(BackgroundWorker *worker, TsWorkerCall *call)
 {
 	TimestampTz started = GetCurrentTimestamp();
@@ -301,10 +315,19 @@ ts_worker_start_own(BackgroundWorker *worker, TsWorkerCall *call)
 
 	while (!RegisterDynamicBackgroundWorker(worker, &call->handle))
 	{
+		/*
+		 * A refresh worker whose login needs another user's credential does
+		 * not wait: every slot may be taken by refresh workers that all wait
+		 * the same way, and none would ever free up.  It refreshes that user
+		 * itself (ts_refresh_in_worker says no).
+		 */
+		if (ts_worker_am_refresh_worker())
+			return false;
 		ts_worker_check_start_timeout(started, call);
 		(void) ts_worker_sleep(call, delay_ms);
 		delay_ms = Min(delay_ms * 2, 100);
 	}
+	return true;
 }
 
 /*
@@ -377,9 +400,10 @@ ts_worker_receive(shm_mq_handle *mqh, TsWorkerCall *call)
 }
 
 /*
- * Start a worker of the call's own for the request in seg.
+ * Start a worker of the call's own for the request in seg; false if this is
+ * a refresh worker and no slot is free.
  */
-static void
+static bool
 ts_worker_start_for(TsWorkerCall *call, dsm_segment *seg)
 {
 	BackgroundWorker worker;
@@ -389,13 +413,15 @@ ts_worker_start_for(TsWorkerCall *call, dsm_segment *seg)
 			 call->user_id);
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
-	ts_worker_start_own(&worker, call);
+	return ts_worker_start_own(&worker, call);
 }
 
 /*
  * Run the refresh steps for a user in a background worker, in a transaction
  * of their own, and return the credential it committed.  The caller holds
- * the user's lock.
+ * the user's lock.  NULL, having started nothing, when the caller is itself
+ * a refresh worker and no worker slot is free: it is to run the steps
+ * itself, in its own transaction, which is already not its caller's.
  */
 char *
 ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
@@ -408,7 +434,7 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	shm_mq	   *mq;
 	shm_mq_handle *mqh;
 	TsWorkerCall call = {realm, user_id, -1, NULL};
-	char	   *credential;
+	char	   *credential = NULL;
 
 	shm_toc_initialize_estimator(&estimate);
 	shm_toc_estimate_chunk(&estimate, sizeof(TsRefreshRequest));
@@ -434,13 +460,10 @@ ts_refresh_in_worker(const TsRealm *realm, int64 user_id)
 	{
 		if (ts_pool_serves_here())
 			call.pool_entry = ts_pool_submit(dsm_segment_handle(seg), user_id, realm->name);
-		if (call.pool_entry < 0)
-		{
-			ts_worker_start_for(&call, seg);
+		if (call.pool_entry < 0 && ts_worker_start_for(&call, seg))
 			shm_mq_set_handle(mqh, call.handle);
-		}
-
-		credential = ts_worker_receive(mqh, &call);
+		if (call.pool_entry >= 0 || call.handle != NULL)
+			credential = ts_worker_receive(mqh, &call);
 
 		/*
 		 * A worker of our own sends its answer after its commit and then

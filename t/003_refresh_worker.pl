@@ -151,6 +151,26 @@ foreach my $caller (@callers)
 is($node->safe_psql('postgres', 'SELECT last_value FROM attempts') - $attempts_before,
 	8, 'one worker slot, eight refreshes: exactly eight logins');
 
+# 4b. a login that needs another user's credential, in the one worker slot:
+# the nested refresh finds no slot free, and rather than wait for one (which
+# only its own caller holds) the worker refreshes that user itself.  Before,
+# it waited until the caller's statement_timeout.
+$node->safe_psql('postgres', q{
+	UPDATE svc_delay SET seconds = 0;
+	CREATE FUNCTION outer_login(uid bigint) RETURNS text LANGUAGE sql AS $$
+		SELECT 'outer-' || uid || '-' || turnstile.credential_get(100 + uid, 'w')
+	$$;
+	SELECT turnstile.realm_set('outer', 'outer_login(bigint)');
+});
+$attempts_before = $node->safe_psql('postgres', 'SELECT last_value FROM attempts');
+like($node->safe_psql('postgres', "SET statement_timeout = '30s'; SELECT turnstile.credential_get(1, 'outer')"),
+	qr/^outer-1-tok-101-\d+$/, 'one worker slot, a nested refresh: done by the worker itself');
+is($node->safe_psql('postgres', 'SELECT last_value FROM attempts') - $attempts_before,
+	1, 'one worker slot, a nested refresh: one login for the inner user');
+is($node->safe_psql('postgres', q{
+		SELECT status FROM turnstile.credential_status WHERE realm = 'w' AND user_id = 101}),
+	'fresh', 'one worker slot, a nested refresh: the inner credential committed with the outer');
+
 # 5. no slot ever frees (max_worker_processes = 0): lock_timeout and
 # statement_timeout bound the wait, and their errors name the user and realm
 $node->append_conf('postgresql.conf',
