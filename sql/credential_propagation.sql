@@ -162,3 +162,27 @@ SELECT turnstile.credential_get(1, 'accented') = 'caf' || chr(233) || '-1' AS ca
 RESET client_encoding;
 SELECT turnstile.realm_drop('accented');
 DROP FUNCTION public.prop_accented_login(bigint);
+
+--
+-- A realm registered or replaced by the calling transaction: a worker would
+-- not see it, or see it as it was, so a requires_new refresh runs in the
+-- transaction, as with required, and goes with it.  Once the first raised
+-- 42704 (realm does not exist) and the second used the old login.
+--
+CREATE FUNCTION public.prop_first_login(uid bigint) RETURNS text LANGUAGE sql
+	AS $$ SELECT 'first-' || uid $$;
+CREATE FUNCTION public.prop_second_login(uid bigint) RETURNS text LANGUAGE sql
+	AS $$ SELECT 'second-' || uid $$;
+BEGIN;
+SELECT turnstile.realm_set('made_here', 'prop_first_login(bigint)');
+SELECT turnstile.credential_get(1, 'made_here');
+COMMIT;
+BEGIN;
+SELECT turnstile.realm_set('made_here', 'prop_second_login(bigint)');
+SELECT turnstile.credential_get(2, 'made_here');
+ROLLBACK;
+-- the replacement rolled back, and the credential it made with it
+SELECT turnstile.credential_get(2, 'made_here');
+SELECT user_id, status FROM turnstile.credential_status WHERE realm = 'made_here' ORDER BY user_id;
+SELECT turnstile.realm_drop('made_here');
+DROP FUNCTION public.prop_first_login(bigint), public.prop_second_login(bigint);

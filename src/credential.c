@@ -226,6 +226,7 @@ ts_credential_finish(TsStoreSession *session, const TsRealm *realm, int64 user_i
 					 const TsCredential *cached, Snapshot snapshot, TsLockResult lock)
 {
 	char	   *credential;
+	bool		apart;
 
 	if (cached->fresh || cached->blocked)
 	{
@@ -243,7 +244,7 @@ ts_credential_finish(TsStoreSession *session, const TsRealm *realm, int64 user_i
 
 	credential = MemoryContextStrdup(session->caller_context,
 									 ts_credential_refresh(realm, user_id, cached,
-														   snapshot, false));
+														   snapshot, false, &apart));
 
 	/*
 	 * A refresh in a transaction of its own is committed already: let the
@@ -251,8 +252,7 @@ ts_credential_finish(TsStoreSession *session, const TsRealm *realm, int64 user_i
 	 * the lock was ours before this call.  One in our transaction wrote the
 	 * user's row, which holds the user from now on.
 	 */
-	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here &&
-		lock == TS_LOCK_ACQUIRED)
+	if (apart && lock == TS_LOCK_ACQUIRED)
 		ts_unlock_credential(realm->realm_id, user_id, ExclusiveLock);
 	else
 		ts_credential_unlock_written(realm, user_id, lock);

@@ -361,7 +361,7 @@ static TsStatement ts_stmt_lookup = {
 	"         OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
 	"       c.last_error, c.last_sqlstate,"
 	"       (c.failed_at OPERATOR(pg_catalog.+) r.retry_after)::pg_catalog.text,"
-	"       r.search_path, r.login, r.validate, c.xmax"
+	"       r.search_path, r.login, r.validate, c.xmax, r.xmin"
 	"  FROM turnstile.realm r"
 	"  LEFT JOIN turnstile.credential c"
 	"    ON c.realm_id OPERATOR(pg_catalog.=) r.realm_id"
@@ -392,7 +392,8 @@ enum
 	LOOKUP_SEARCH_PATH,
 	LOOKUP_LOGIN_SIGNATURE,
 	LOOKUP_VALIDATE_SIGNATURE,
-	LOOKUP_XMAX
+	LOOKUP_XMAX,
+	LOOKUP_REALM_XMIN
 };
 
 static TsStatement ts_stmt_record_failure = {
@@ -440,6 +441,8 @@ ts_credential_read(TsStoreSession *session, const char *realm_name, int64 user_i
 	propagation = ts_store_text(session, 0, LOOKUP_PROPAGATION);
 	realm->propagation = strcmp(propagation, "required") == 0 ?
 		TURNSTILE_REQUIRED : TURNSTILE_REQUIRES_NEW;
+	realm->changed_here =
+		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(ts_store_value(0, LOOKUP_REALM_XMIN, &isnull)));
 
 	cached->exists = DatumGetBool(ts_store_value(0, LOOKUP_EXISTS, &isnull));
 	cached->credential = ts_store_text(session, 0, LOOKUP_CREDENTIAL);

@@ -116,23 +116,31 @@ ts_refresh_steps(const TsRealm *realm, int64 user_id, const TsCredential *cached
  * when the calling transaction has itself written this user's row (say, it
  * invalidated the credential): the worker would wait for that row's lock,
  * held by the caller, while the caller waits for the worker.  Then the
- * steps run here, as with required.  So do they in a refresh worker whose
+ * steps run here, as with required; and when the calling transaction has
+ * registered or replaced the realm, which the worker would not see, or see
+ * as it was.  So do they in a refresh worker whose
  * login needs another user's credential when no worker slot is free: with
  * every slot taken by refresh workers waiting for one, none would free up.
  * They then commit with the worker's refresh, in a transaction that is not
- * the original caller's either.
+ * the original caller's either.  *apart: whether the refresh ran, and
+ * committed, in a transaction of its own.
  */
 char *
 ts_refresh(const TsRealm *realm, int64 user_id, const TsCredential *cached,
-		   Snapshot snapshot)
+		   Snapshot snapshot, bool *apart)
 {
-	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here)
+	*apart = false;
+	if (realm->propagation == TURNSTILE_REQUIRES_NEW && !cached->changed_here &&
+		!realm->changed_here)
 	{
 		char	   *credential = ts_refresh_in_worker(realm, user_id);
 
 		/* (NULL: a refresh worker's nested refresh, and no slot was free) */
 		if (credential != NULL)
+		{
+			*apart = true;
 			return credential;
+		}
 	}
 	return ts_refresh_steps(realm, user_id, cached, snapshot);
 }
@@ -168,11 +176,12 @@ ts_credential_check_recursion(const TsRealm *realm, int64 user_id)
  * Refresh a user's credential, refusing a refresh of the same user that is
  * already under way in this backend (a login that asks for its own user).
  * here_only: run the steps in this transaction whatever the propagation (the
- * refresh worker's own call).
+ * refresh worker's own call).  *apart as for ts_refresh.
  */
 char *
 ts_credential_refresh(const TsRealm *realm, int64 user_id,
-					  const TsCredential *cached, Snapshot snapshot, bool here_only)
+					  const TsCredential *cached, Snapshot snapshot, bool here_only,
+					  bool *apart)
 {
 	TsRefreshInProgress self = {realm->realm_id, user_id, ts_refreshes_in_progress};
 	char	   *credential;
@@ -182,8 +191,9 @@ ts_credential_refresh(const TsRealm *realm, int64 user_id,
 	ts_refreshes_in_progress = &self;
 	PG_TRY();
 	{
+		*apart = false;
 		credential = here_only ? ts_refresh_steps(realm, user_id, cached, snapshot) :
-			ts_refresh(realm, user_id, cached, snapshot);
+			ts_refresh(realm, user_id, cached, snapshot, apart);
 	}
 	PG_FINALLY();
 	{
@@ -206,13 +216,15 @@ ts_credential_refresh_here(const char *realm_name, int64 user_id)
 	TsStoreSession session;
 	Snapshot	snapshot;
 	char	   *credential;
+	bool		apart;
 
 	ts_store_open(&session);
 	snapshot = ts_policy_snapshot();
 	ts_credential_read(&session, realm_name, user_id, snapshot, &realm, &cached);
 	credential = cached.fresh ? cached.credential :
 		MemoryContextStrdup(session.caller_context,
-							ts_credential_refresh(&realm, user_id, &cached, snapshot, true));
+							ts_credential_refresh(&realm, user_id, &cached, snapshot, true,
+												  &apart));
 	ts_policy_release(snapshot);
 	ts_store_close(&session);
 	return credential;

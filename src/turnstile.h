@@ -91,6 +91,8 @@ typedef struct TsRealm
 	Oid			registered_by;	/* login and validate run as this role */
 	const char *search_path;	/* ... with this search_path */
 	TsPropagation propagation;
+	bool		changed_here;	/* its row written by the calling transaction,
+								 * which a refresh worker cannot see */
 } TsRealm;
 
 /* One user's cached credential, as read under the key's lock. */
@@ -385,13 +387,13 @@ extern void ts_idempotency_window_assign(const char *newval, void *extra);
 
 /* refresh.c */
 extern char *ts_refresh(const TsRealm *realm, int64 user_id,
-						const TsCredential *cached, Snapshot snapshot);
+						const TsCredential *cached, Snapshot snapshot, bool *apart);
 extern char *ts_refresh_steps(const TsRealm *realm, int64 user_id,
 							  const TsCredential *cached, Snapshot snapshot);
 extern void ts_credential_check_recursion(const TsRealm *realm, int64 user_id);
 extern char *ts_credential_refresh(const TsRealm *realm, int64 user_id,
 								   const TsCredential *cached, Snapshot snapshot,
-								   bool here_only);
+								   bool here_only, bool *apart);
 extern char *ts_credential_refresh_here(const char *realm_name, int64 user_id);
 
 
