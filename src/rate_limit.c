@@ -21,9 +21,10 @@
  *
  * A key that has its row already, as almost every call finds, is decided
  * without SPI (ts_rate_take_direct): the row is found through the primary
- * key, locked as the upsert would lock it, following its updates to the
- * latest version and waiting for an updater still in progress, and
- * rewritten in place.  The decision is the same as the statement's, made on
+ * key and rewritten as an UPDATE would rewrite it, waiting for an updater
+ * still in progress; if that one changed it, the row is locked as the
+ * upsert would lock it, following its updates to the latest version, and
+ * decided again.  The decision is the same as the statement's, made on
  * the same locked row.  A new key, one swept away meanwhile, or a table
  * that someone gave a trigger or an index goes through the statement.
  *
@@ -127,6 +128,38 @@ typedef struct TsRateTake
 } TsRateTake;
 
 /*
+ * Decide on a version of the key's row: the values that ts_stmt_take would
+ * write over it (arrays of TS_DIRECT_NATTS_MAX), and take's result.
+ */
+static void
+ts_rate_decide(TsRateTake *take, TupleTableSlot *slot, Datum *values, bool *replace)
+{
+	TimestampTz stored_window = DatumGetTimestampTz(slot->tts_values[ts_rels.rl_window_start - 1]);
+	int64		base;
+
+	/* as ts_stmt_take: a later stored window is kept, an earlier one starts again */
+	if (stored_window >= take->window_start)
+	{
+		take->window_start = stored_window;
+		base = DatumGetInt64(slot->tts_values[ts_rels.rl_count - 1]);
+	}
+	else
+		base = 0;
+	take->allowed = take->cost <= take->max && base <= take->max - take->cost;
+	take->count = take->allowed ? base + take->cost : base;
+
+	values[ts_rels.rl_window_start - 1] = TimestampTzGetDatum(take->window_start);
+	values[ts_rels.rl_count - 1] = Int64GetDatum(take->count);
+	values[ts_rels.rl_max - 1] = Int64GetDatum(take->max);
+	values[ts_rels.rl_per - 1] = IntervalPGetDatum(take->per);
+	values[ts_rels.rl_allowed - 1] = BoolGetDatum(take->allowed);
+	values[ts_rels.rl_used_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	replace[ts_rels.rl_window_start - 1] = replace[ts_rels.rl_count - 1] = true;
+	replace[ts_rels.rl_max - 1] = replace[ts_rels.rl_per - 1] = true;
+	replace[ts_rels.rl_allowed - 1] = replace[ts_rels.rl_used_at - 1] = true;
+}
+
+/*
  * Decide on the key's existing row directly, as ts_stmt_take would: false,
  * having written nothing, if the key has no row, its row was deleted
  * meanwhile, or the table is not as the extension made it.
@@ -139,6 +172,11 @@ ts_rate_take_direct(TsRateTake *take)
 	Snapshot	latest;
 	ScanKeyData key;
 	TM_FailureData failure;
+	Datum		values[TS_DIRECT_NATTS_MAX];
+	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
+	bool		should_free;
+	HeapTuple	tuple;
+	TimestampTz call_window = take->window_start;
 	bool		done = false;
 
 	ts_relaccess_lookup();
@@ -155,56 +193,42 @@ ts_rate_take_direct(TsRateTake *take)
 	/* (the key is the primary key's first and only column) */
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(take->key));
 
-	/*
-	 * Lock the row as ON CONFLICT DO UPDATE would, but also following its
-	 * updates (FIND_LAST_VERSION): a caller that committed an update since
-	 * the snapshot is waited for no longer than it takes to find the new
-	 * version, one still in progress until it ends, and the lock is then on
-	 * the latest version, whose count is the one to decide on.  Once it is
-	 * held, nobody else writes the row until this transaction ends.
-	 */
-	if (ts_relaccess_fetch(rel, ts_rels.rate_limit_by_key, &key, 1, latest, slot) &&
-		table_tuple_lock(rel, &slot->tts_tid, latest, slot, GetCurrentCommandId(true),
-						 LockTupleNoKeyExclusive, LockWaitBlock,
-						 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
+	if (ts_relaccess_fetch_to_update(rel, ts_rels.rate_limit_by_key, &key, 1, latest, slot))
 	{
-		Datum		values[TS_DIRECT_NATTS_MAX];
-		bool		replace[TS_DIRECT_NATTS_MAX] = {false};
-		TimestampTz stored_window;
-		int64		base;
-		bool		should_free;
-		HeapTuple	tuple;
-
-		slot_getallattrs(slot);
-		stored_window = DatumGetTimestampTz(slot->tts_values[ts_rels.rl_window_start - 1]);
-
-		/* as ts_stmt_take: a later stored window is kept, an earlier one starts again */
-		if (stored_window >= take->window_start)
-		{
-			take->window_start = stored_window;
-			base = DatumGetInt64(slot->tts_values[ts_rels.rl_count - 1]);
-		}
-		else
-			base = 0;
-		take->allowed = take->cost <= take->max && base <= take->max - take->cost;
-		take->count = take->allowed ? base + take->cost : base;
-
-		values[ts_rels.rl_window_start - 1] = TimestampTzGetDatum(take->window_start);
-		values[ts_rels.rl_count - 1] = Int64GetDatum(take->count);
-		values[ts_rels.rl_max - 1] = Int64GetDatum(take->max);
-		values[ts_rels.rl_per - 1] = IntervalPGetDatum(take->per);
-		values[ts_rels.rl_allowed - 1] = BoolGetDatum(take->allowed);
-		values[ts_rels.rl_used_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
-		replace[ts_rels.rl_window_start - 1] = replace[ts_rels.rl_count - 1] = true;
-		replace[ts_rels.rl_max - 1] = replace[ts_rels.rl_per - 1] = true;
-		replace[ts_rels.rl_allowed - 1] = replace[ts_rels.rl_used_at - 1] = true;
-
+		/*
+		 * Decide on the latest committed version and write over it, as an
+		 * UPDATE would: the update waits for a caller still writing the
+		 * row, and succeeds only if that version is still the latest, so
+		 * the decision was made on the count that it replaces.
+		 */
+		ts_rate_decide(take, slot, values, replace);
 		tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
-		/* the row's lock, held to the end of the transaction, makes this its only writer */
-		ts_relaccess_update_row(rel, tuple, values, replace);
+		done = ts_relaccess_try_update_row(rel, tuple, values, replace) == TM_Ok;
 		if (should_free)
 			heap_freetuple(tuple);
-		done = true;
+
+		/*
+		 * Another caller counted since (or the row is gone): lock the row
+		 * as ON CONFLICT DO UPDATE would, but also following its updates
+		 * (FIND_LAST_VERSION), so that the lock is on the latest version,
+		 * whose count is the one to decide on.  Once it is held, nobody
+		 * else writes the row until this transaction ends.
+		 */
+		if (!done &&
+			table_tuple_lock(rel, &slot->tts_tid, latest, slot, GetCurrentCommandId(true),
+							 LockTupleNoKeyExclusive, LockWaitBlock,
+							 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
+		{
+			slot_getallattrs(slot);
+			take->window_start = call_window;
+			ts_rate_decide(take, slot, values, replace);
+			tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
+			/* the row's lock, held to the end of the transaction, makes this its only writer */
+			ts_relaccess_update_row(rel, tuple, values, replace);
+			if (should_free)
+				heap_freetuple(tuple);
+			done = true;
+		}
 	}
 	ts_policy_release(latest);
 	ExecDropSingleTupleTableSlot(slot);

@@ -16,6 +16,7 @@
 #include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/skey.h"
+#include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "storage/bufmgr.h"
 #include "storage/smgr.h"
@@ -148,11 +149,16 @@ extern void ts_relaccess_on_change(TsRelaccessForget forget);
 extern void ts_relaccess_altered(const char *relname, const char *detail);
 extern Relation ts_relaccess_open(const Oid *relid, LOCKMODE mode);
 extern bool ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes);
+extern TM_Result ts_relaccess_try_update_row(Relation rel, HeapTuple row, Datum *values,
+											 bool *replace);
 extern void ts_relaccess_update_row(Relation rel, HeapTuple row, Datum *values,
 									bool *replace);
 extern void ts_relaccess_insert_row(Relation rel, Datum *values, bool *nulls);
 extern bool ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 							   Snapshot snapshot, TupleTableSlot *slot);
+extern bool ts_relaccess_fetch_to_update(Relation rel, Oid indexid, ScanKey keys,
+										 int nkeys, Snapshot snapshot,
+										 TupleTableSlot *slot);
 extern bool ts_relaccess_fetch_at(Relation rel, ItemPointer tid, Snapshot snapshot,
 								  TupleTableSlot *slot);
 extern bool ts_relaccess_row_is_latest(Relation rel, ItemPointer tid);
