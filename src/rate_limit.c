@@ -119,10 +119,11 @@ ts_window_usec(const Interval *per)
 typedef struct TsRateTake
 {
 	const char *key;
-	TimestampTz window_start;	/* the call's window; after: the one counted in */
+	TimestampTz window_start;	/* the call's window */
 	int64		cost;
 	int64		max;
 	Interval   *per;
+	TimestampTz counted_in;		/* after: the window counted in */
 	int64		count;			/* after: the window's count */
 	bool		allowed;		/* after: whether cost was counted */
 } TsRateTake;
@@ -140,15 +141,18 @@ ts_rate_decide(TsRateTake *take, TupleTableSlot *slot, Datum *values, bool *repl
 	/* as ts_stmt_take: a later stored window is kept, an earlier one starts again */
 	if (stored_window >= take->window_start)
 	{
-		take->window_start = stored_window;
+		take->counted_in = stored_window;
 		base = DatumGetInt64(slot->tts_values[ts_rels.rl_count - 1]);
 	}
 	else
+	{
+		take->counted_in = take->window_start;
 		base = 0;
+	}
 	take->allowed = take->cost <= take->max && base <= take->max - take->cost;
 	take->count = take->allowed ? base + take->cost : base;
 
-	values[ts_rels.rl_window_start - 1] = TimestampTzGetDatum(take->window_start);
+	values[ts_rels.rl_window_start - 1] = TimestampTzGetDatum(take->counted_in);
 	values[ts_rels.rl_count - 1] = Int64GetDatum(take->count);
 	values[ts_rels.rl_max - 1] = Int64GetDatum(take->max);
 	values[ts_rels.rl_per - 1] = IntervalPGetDatum(take->per);
@@ -176,7 +180,6 @@ ts_rate_take_direct(TsRateTake *take)
 	bool		replace[TS_DIRECT_NATTS_MAX] = {false};
 	bool		should_free;
 	HeapTuple	tuple;
-	TimestampTz call_window = take->window_start;
 	bool		done = false;
 
 	ts_relaccess_lookup();
@@ -220,7 +223,6 @@ ts_rate_take_direct(TsRateTake *take)
 							 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
 		{
 			slot_getallattrs(slot);
-			take->window_start = call_window;
 			ts_rate_decide(take, slot, values, replace);
 			tuple = ExecFetchSlotHeapTuple(slot, true, &should_free);
 			/* the row's lock, held to the end of the transaction, makes this its only writer */
@@ -263,7 +265,7 @@ ts_rate_take_sql(TsRateTake *take)
 									  take->key, rows));
 	take->count = DatumGetInt64(ts_store_value(0, 1, &isnull));
 	take->allowed = DatumGetBool(ts_store_value(0, 2, &isnull));
-	take->window_start = DatumGetTimestampTz(ts_store_value(0, 3, &isnull));
+	take->counted_in = DatumGetTimestampTz(ts_store_value(0, 3, &isnull));
 	ts_policy_release(latest);
 	ts_store_close(&session);
 }
@@ -344,13 +346,13 @@ ts_rate_limit(FunctionCallInfo fcinfo, int64 cost)
 	 * 292,000 years, and the window kept can be a later one that another
 	 * call's per started.  The error rolls back what the call counted.
 	 */
-	if (pg_add_s64_overflow(take.window_start, window_usec, &reset_at) ||
+	if (pg_add_s64_overflow(take.counted_in, window_usec, &reset_at) ||
 		!IS_VALID_TIMESTAMP(reset_at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("rate limit \"%s\" would reset after the last timestamp", key),
 				 errdetail("Its window starts at %s and is %s long.",
-						   timestamptz_to_str(take.window_start),
+						   timestamptz_to_str(take.counted_in),
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(per))))));
 

@@ -433,13 +433,14 @@ ts_relaccess_open(const Oid *relid, LOCKMODE mode)
 }
 
 /*
- * May rows of this table be written directly, with CatalogTupleUpdate?  Only
- * while it is as the extension created it: no triggers, rules, row
- * security, CHECK constraints or generated columns (the executor applies
- * them, a direct update would not), no more columns than the direct paths
- * unpack, and exactly the indexes given, which lookup_tables checked to be
- * plain b-tree indexes on columns (CatalogTupleUpdate maintains no other
- * kind).  Otherwise the caller writes through SQL, so that they apply.
+ * May rows of this table be written directly (ts_relaccess_update_row,
+ * ts_relaccess_insert_row)?  Only while it is as the extension created it:
+ * no triggers, rules, row security, CHECK constraints or generated columns
+ * (the executor applies them, a direct update would not), no more columns
+ * than the direct paths unpack, and exactly the indexes given, which
+ * lookup_tables checked to be plain b-tree indexes on columns (the direct
+ * writes maintain no other kind).  Otherwise the caller writes through SQL,
+ * so that they apply.
  */
 bool
 ts_relaccess_writable(Relation rel, int nindexes, const Oid *indexes)
@@ -479,6 +480,9 @@ ts_relaccess_index_row(Relation rel, HeapTuple row)
 		Datum		values[INDEX_MAX_KEYS];
 		bool		isnull[INDEX_MAX_KEYS];
 
+		/* an index being built concurrently is not written to yet */
+		if (!info->ii_ReadyForInserts)
+			continue;
 		FormIndexDatum(info, slot, NULL, values, isnull);
 		index_insert(indexes->ri_IndexRelationDescs[i], values, isnull, &row->t_self, rel,
 					 info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
@@ -523,7 +527,14 @@ ts_relaccess_try_update_row(Relation rel, HeapTuple row, Datum *values, bool *re
 
 		result = heap_update(rel, &row->t_self, updated, GetCurrentCommandId(true),
 							 InvalidSnapshot, true, &failure, &lockmode, &update_indexes);
-		heap_only = update_indexes == TU_None;
+
+		/*
+		 * TU_Summarizing, a heap-only version that only summarizing (BRIN)
+		 * indexes must see, cannot come back: ts_relaccess_writable admits
+		 * only the extension's b-tree indexes.  Were it to, the b-tree
+		 * indexes must not get an entry for a heap-only version.
+		 */
+		heap_only = update_indexes != TU_All;
 	}
 #else
 	result = heap_update(rel, &row->t_self, updated, GetCurrentCommandId(true),

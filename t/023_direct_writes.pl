@@ -1,10 +1,12 @@
 # Rows that rate_limit and counter_incr write directly, without SQL
 # (relaccess.c), on a server with its default settings.
 #
-# One key called 1000 times, each call its own transaction: its row is
-# updated in place on its page all along (heap-only versions), because the
-# direct path prunes the page's dead versions before it runs out of room,
-# though less often than an index scan would.
+# A key on a page filled to the table's fillfactor, called in transactions
+# of its own: its dead versions stay on the page until the page's free
+# space runs short, where an index scan would prune them after every single
+# update (pageinspect shows them); and over 1000 calls its row is updated in
+# place on its page all along, because the direct path prunes before the
+# room runs out.
 #
 # One key and one counter written 300 times in one transaction, whose
 # versions nobody can prune before it ends: they spill to other pages, and
@@ -23,24 +25,35 @@ use Test::More;
 my $node = PostgreSQL::Test::Cluster->new('direct_writes');
 $node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->start;
+# 100 keys: the first ones fill block 0 up to the fillfactor, the rest go on
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pg_turnstile;
 	CREATE EXTENSION amcheck;
-	SELECT turnstile.rate_limit('solo', 1000000, '100000 days');
+	CREATE EXTENSION pageinspect;
+	SELECT count(turnstile.rate_limit('fill-' || g, 1000000, '100000 days'))
+	  FROM generate_series(1, 100) g;
 });
 
-# the block of a key's row, and the table's size in blocks
+# the block of the first key's row, and the table's size in blocks
 my $place = q{
 	SELECT (ctid::text::point)[0] || ' ' || pg_relation_size('turnstile.rate_limit') / 8192
-	  FROM turnstile.rate_limit WHERE key = 'solo'};
-is($node->safe_psql('postgres', $place), '0 1', 'the first key\'s row is on block 0 of 1');
+	  FROM turnstile.rate_limit WHERE key = 'fill-1'};
+is($node->safe_psql('postgres', $place), '0 2', 'the first key\'s row is on block 0 of 2');
+
+# (reading the table itself would prune its pages; pageinspect does not)
+$node->safe_psql('postgres',
+	"SELECT turnstile.rate_limit('fill-1', 1000000, '100000 days');\n" x 5);
+is($node->safe_psql('postgres', q{
+		SELECT count(*) FROM heap_page_items(get_raw_page('turnstile.rate_limit', 0))
+		 WHERE lp_flags = 1 AND t_xmax::text <> '0'}),
+	'5', 'after 5 transactions updating it, its 5 old versions are still on the page');
 
 $node->safe_psql('postgres',
-	"SELECT turnstile.rate_limit('solo', 1000000, '100000 days');\n" x 1000);
-is($node->safe_psql('postgres', q{SELECT count FROM turnstile.rate_limit WHERE key = 'solo'}),
-	'1001', '1001 calls counted');
-is($node->safe_psql('postgres', $place), '0 1',
-	'after 1000 transactions updating it, the row is still on block 0 of 1');
+	"SELECT turnstile.rate_limit('fill-1', 1000000, '100000 days');\n" x 1000);
+is($node->safe_psql('postgres', q{SELECT count FROM turnstile.rate_limit WHERE key = 'fill-1'}),
+	'1006', '1006 calls counted');
+is($node->safe_psql('postgres', $place), '0 2',
+	'after 1000 more, the row is still on block 0 of 2');
 
 # Two ways to count a key's rows: through its index, and reading the table.
 sub rows_found
@@ -63,8 +76,8 @@ $node->safe_psql('postgres', q{
 	COMMIT;
 });
 cmp_ok($node->safe_psql('postgres',
-		q{SELECT pg_relation_size('turnstile.rate_limit') / 8192}),
-	'>=', 3, 'the key\'s 300 versions spilled over more than two pages');
+		q{SELECT (ctid::text::point)[0] FROM turnstile.rate_limit WHERE key = 'spill'}),
+	'>=', 3, 'the key\'s 300 versions spilled from block 1, where it began, to block 3 or later');
 is(rows_found('rate_limit', q{key = 'spill'}), '1 1',
 	'the key\'s row is found once through its index and once in the table');
 is(rows_found('counter_slot', q{name = 'spill'}), '1 1',
