@@ -585,25 +585,45 @@ ts_relaccess_insert_row(Relation rel, Datum *values, bool *nulls)
 }
 
 /*
+ * Open the index and begin a scan of it for the keys, in the index's
+ * collations; ts_relaccess_end_lookup ends it.
+ */
+static IndexScanDesc
+ts_relaccess_begin_lookup(Relation rel, Oid indexid, ScanKey keys, int nkeys,
+						  Snapshot snapshot)
+{
+	Relation	index = index_open(indexid, AccessShareLock);
+	IndexScanDesc scan;
+
+	for (int i = 0; i < nkeys; i++)
+		keys[i].sk_collation = index->rd_indcollation[i];
+	scan = ts_index_beginscan(rel, index, snapshot, nkeys);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	return scan;
+}
+
+static void
+ts_relaccess_end_lookup(IndexScanDesc scan)
+{
+	Relation	index = scan->indexRelation;
+
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+}
+
+/*
  * Fetch the one row of a unique index lookup into slot; false if none.
  */
 bool
 ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 				  Snapshot snapshot, TupleTableSlot *slot)
 {
-	Relation	index = index_open(indexid, AccessShareLock);
-	IndexScanDesc scan;
-	bool		found;
+	IndexScanDesc scan = ts_relaccess_begin_lookup(rel, indexid, keys, nkeys, snapshot);
+	bool		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 
-	for (int i = 0; i < nkeys; i++)
-		keys[i].sk_collation = index->rd_indcollation[i];
-	scan = ts_index_beginscan(rel, index, snapshot, nkeys);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
 		slot_getallattrs(slot);
-	index_endscan(scan);
-	index_close(index, AccessShareLock);
+	ts_relaccess_end_lookup(scan);
 	return found;
 }
 
@@ -627,23 +647,18 @@ ts_relaccess_fetch(Relation rel, Oid indexid, ScanKey keys, int nkeys,
  * its page to remove one dead version (measured with callgrind: 15,500 of
  * the 50,800 instructions of a call of rate_limit).  Pruning only when the
  * room left is short of a few versions removes some fifteen of them in one
- * pass on a page of fillfactor 70, and the HOT updates still find room.  Pruning is an optimisation
- * that PostgreSQL also does from other reads and from VACUUM; doing it
- * less often here changes nothing that any reader sees.
+ * pass on a page of fillfactor 70, and the HOT updates still find room.
+ * Pruning is an optimisation that PostgreSQL also does from other reads
+ * and from VACUUM; doing it less often here changes nothing that any
+ * reader sees.
  */
 bool
 ts_relaccess_fetch_to_update(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 							 Snapshot snapshot, TupleTableSlot *slot)
 {
-	Relation	index = index_open(indexid, AccessShareLock);
-	IndexScanDesc scan;
+	IndexScanDesc scan = ts_relaccess_begin_lookup(rel, indexid, keys, nkeys, snapshot);
 	ItemPointer tid;
 	bool		found = false;
-
-	for (int i = 0; i < nkeys; i++)
-		keys[i].sk_collation = index->rd_indcollation[i];
-	scan = ts_index_beginscan(rel, index, snapshot, nkeys);
-	index_rescan(scan, keys, nkeys, NULL, 0);
 
 	/*
 	 * The index may hold several entries for the key, of versions that a
@@ -679,8 +694,7 @@ ts_relaccess_fetch_to_update(Relation rel, Oid indexid, ScanKey keys, int nkeys,
 		scan->kill_prior_tuple = all_dead;
 		ReleaseBuffer(buffer);
 	}
-	index_endscan(scan);
-	index_close(index, AccessShareLock);
+	ts_relaccess_end_lookup(scan);
 	return found;
 }
 
