@@ -4,6 +4,7 @@ MODULE_big = pg_turnstile
 OBJS = \
 	src/guc.o \
 	src/args.o \
+	src/async_commit.o \
 	src/keylock.o \
 	src/snapshot.o \
 	src/store.o \

@@ -106,6 +106,19 @@ _PG_init(void)
 							   ts_idempotency_window_assign,
 							   NULL);
 
+	/*
+	 * Anyone may choose it: it only chooses, for the caller's own
+	 * transactions, what synchronous_commit, which anyone may set, chooses.
+	 */
+	DefineCustomBoolVariable("turnstile.rate_limit_synchronous_commit",
+							 "Whether a transaction whose only writes were rate_limit calls waits for its commit's WAL flush as synchronous_commit says.",
+							 "Off: such a transaction commits as with synchronous_commit = off, and a crash can forget the calls counted in its last moments. A transaction that wrote anything else always commits as synchronous_commit says.",
+							 &turnstile_rate_limit_synchronous_commit,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("turnstile");
 
 	ts_counter_slot_init();

@@ -16,8 +16,9 @@
  * as a hand-written table's callers do, no more: N callers in one window
  * get exactly min(N, max / cost) allowed, and a window boundary is only a
  * reset that one of them makes.  The count commits or rolls back with the
- * caller's transaction.  Old keys cost nothing until rate_limit_sweep
- * deletes them.
+ * caller's transaction; a transaction that wrote nothing else commits
+ * without waiting for its WAL flush (async_commit.c).  Old keys cost
+ * nothing until rate_limit_sweep deletes them.
  *
  * A key that has its row already, as almost every call finds, is decided
  * without SPI (ts_rate_take_direct): the row is found through the primary
@@ -338,8 +339,10 @@ ts_rate_limit(FunctionCallInfo fcinfo, int64 cost)
 	window_start = TS_UNIX_EPOCH + (window_start - window_start % window_usec);
 
 	take = (TsRateTake) {key, window_start, cost, max, per};
+	ts_async_commit_before_count();
 	if (!ts_rate_take_direct(&take))
 		ts_rate_take_sql(&take);
+	ts_async_commit_after_count();
 
 	/*
 	 * A window's end can lie past the last timestamp: per allows about

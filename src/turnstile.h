@@ -23,6 +23,7 @@
  * the object files, with this table:
  *
  *	0	args.c	argument and read-only checks
+ *	0	async_commit.c	a transaction that wrote only through rate_limit commits without waiting for its WAL flush
  *	0	snapshot.c	the isolation policy's snapshots, its setting, the 40001 report
  *	0	keylock.c	lock tags and waits, for keys and for the transactions holding them
  *	0	relaccess.c	the extension's tables read directly: their OIDs and columns, checked; opening, fetching a row, who wrote it
@@ -124,6 +125,11 @@ typedef enum TurnstileIsolation
 
 extern int	turnstile_isolation;
 extern int	turnstile_hot_slots_max;
+
+/* async_commit.c */
+extern bool turnstile_rate_limit_synchronous_commit;
+extern void ts_async_commit_before_count(void);
+extern void ts_async_commit_after_count(void);
 
 /* Realm ids go into the per-user lock tag, which leaves them 15 bits. */
 #define TURNSTILE_REALM_ID_MAX		32767
