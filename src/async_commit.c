@@ -32,7 +32,15 @@
  * waiting: a read can write WAL too, when it prunes a page it reads, and
  * one between the calls keeps the commit synchronous.  (A page pruned
  * inside a call is not the caller's data; losing that record loses
- * nothing.)
+ * nothing.)  A call on a table that is not as the extension made it (a
+ * trigger, a rule, row security, another column or index: whatever makes
+ * rate_limit write through SQL for that reason) may have run the caller's
+ * code inside the call, so it too keeps the commit synchronous.
+ *
+ * Another library's pre-commit callback runs after this one if it was
+ * registered first, and may write WAL after the check: the commit then
+ * flushes that WAL before the caller hears of it (it does not wait for a
+ * synchronous standby, though).
  *
  *-------------------------------------------------------------------------
  */
@@ -40,22 +48,31 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "executor/instrument.h"
 #include "utils/guc.h"
 
 bool		turnstile_rate_limit_synchronous_commit = false;
 
-/* Per transaction: did it call rate_limit, and has it written nothing else? */
-static bool ts_counted;
-static bool ts_counted_only;
-static XLogRecPtr ts_counted_end;	/* XactLastRecEnd after the last call */
+/*
+ * Per transaction: did it call rate_limit; has it written nothing else; and,
+ * once the commit was made asynchronous, how many WAL records there were.
+ */
+static bool ts_counted = false;
+static bool ts_counted_only = false;
+static XLogRecPtr ts_counted_end = InvalidXLogRecPtr;	/* XactLastRecEnd after
+														 * the last call */
+static bool ts_made_async = false;
+static int64 ts_records_at_check = 0;
 static bool ts_callback_registered = false;
 
 /*
  * At pre-commit, while synchronous_commit can still change what
  * RecordTransactionCommit does, turn it off for this commit if the
  * transaction wrote only through rate_limit.  The change is a SET LOCAL: the
- * commit's end undoes it, as it undoes the caller's own SET LOCAL.  Every
- * end of the transaction forgets the calls.
+ * commit's end undoes it, as it undoes the caller's own SET LOCAL; should
+ * it be refused, the commit just stays synchronous.  At the commit, WAL that
+ * a later pre-commit callback wrote besides the commit record is flushed.
+ * Every end of the transaction forgets the calls.
  */
 static void
 ts_async_commit_callback(XactEvent event, void *arg)
@@ -65,15 +82,26 @@ ts_async_commit_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 			if (ts_counted && ts_counted_only && XactLastRecEnd == ts_counted_end &&
 				!turnstile_rate_limit_synchronous_commit &&
-				synchronous_commit > SYNCHRONOUS_COMMIT_OFF)
-				(void) set_config_option("synchronous_commit", "off",
-										 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
-										 true, 0, false);
+				synchronous_commit > SYNCHRONOUS_COMMIT_OFF &&
+				set_config_option("synchronous_commit", "off",
+								  PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								  true, WARNING, false) > 0)
+			{
+				ts_made_async = true;
+				ts_records_at_check = pgWalUsage.wal_records;
+			}
 			break;
 		case XACT_EVENT_COMMIT:
+			/* (the commit wrote one record, its own) */
+			if (ts_made_async && pgWalUsage.wal_records > ts_records_at_check + 1)
+				XLogFlush(XactLastCommitEnd);
+			ts_counted = ts_counted_only = ts_made_async = false;
+			ts_counted_end = InvalidXLogRecPtr;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
-			ts_counted = false;
+			ts_counted = ts_counted_only = ts_made_async = false;
+			ts_counted_end = InvalidXLogRecPtr;
 			break;
 		default:
 			break;
@@ -82,7 +110,8 @@ ts_async_commit_callback(XactEvent event, void *arg)
 
 /*
  * A rate_limit call is about to write: note whether the transaction wrote
- * any WAL since the last call (or, for the first, at all).
+ * any WAL since the last call (or, for the first, at all).  The setting is
+ * read here too, so that a function's SET clause for it counts.
  */
 void
 ts_async_commit_before_count(void)
@@ -99,6 +128,19 @@ ts_async_commit_before_count(void)
 	}
 	else if (XactLastRecEnd != ts_counted_end)
 		ts_counted_only = false;
+	if (turnstile_rate_limit_synchronous_commit)
+		ts_counted_only = false;
+}
+
+/*
+ * The call found its table altered, and may run the caller's code (a
+ * trigger, a rule) as it writes: the transaction's commit stays
+ * synchronous.
+ */
+void
+ts_async_commit_forget(void)
+{
+	ts_counted_only = false;
 }
 
 /*

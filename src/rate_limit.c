@@ -185,10 +185,15 @@ ts_rate_take_direct(TsRateTake *take)
 
 	ts_relaccess_lookup();
 	if (!OidIsValid(ts_rels.rate_limit))
+	{
+		ts_async_commit_forget();
 		return false;
+	}
 	rel = ts_relaccess_open(&ts_rels.rate_limit, RowExclusiveLock);
 	if (!ts_relaccess_writable(rel, 1, &ts_rels.rate_limit_by_key))
 	{
+		/* the statement may run the caller's trigger or rule: see async_commit.c */
+		ts_async_commit_forget();
 		table_close(rel, RowExclusiveLock);
 		return false;
 	}

@@ -129,6 +129,7 @@ extern int	turnstile_hot_slots_max;
 /* async_commit.c */
 extern bool turnstile_rate_limit_synchronous_commit;
 extern void ts_async_commit_before_count(void);
+extern void ts_async_commit_forget(void);
 extern void ts_async_commit_after_count(void);
 
 /* Realm ids go into the per-user lock tag, which leaves them 15 bits. */

@@ -15,8 +15,10 @@
 # One that wrote anything else (before, between or after its calls, a table
 # of the caller's or a counter), or that rolled back a savepoint with a call
 # in it, waits, and so does every rate_limit transaction when
-# turnstile.rate_limit_synchronous_commit is on.  A plain write waits, which
-# shows the standby setting is in force before anything is asserted.
+# turnstile.rate_limit_synchronous_commit is on, also in the SET clause of
+# a function that calls it.  So does a call whose table has a trigger (the
+# caller's code, run inside the call).  A plain write waits, which shows the
+# standby setting is in force before anything is asserted.
 
 use strict;
 use warnings;
@@ -27,23 +29,33 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('async_commit');
 # (allows_streaming keeps max_wal_senders and wal_level at their defaults,
-# without which no commit would wait for a standby)
+# 10 and replica, where the test framework would otherwise lower them to 0
+# and minimal; with no WAL sender no commit waits for a standby)
 $node->init(allows_streaming => 1, extra => [ '-E', 'UTF8', '--no-locale' ]);
 $node->append_conf('postgresql.conf', "synchronous_standby_names = 'nobody_connects'");
 $node->start;
 # (the set-up's own commits would wait for the standby: it runs with
-# synchronous_commit = off)
+# synchronous_commit = off.  The VACUUM FREEZE leaves nothing for a
+# session's first reads of the catalogs to prune or hint, which would write
+# WAL before its first call.)
 $node->safe_psql('postgres', q{
 	SET synchronous_commit = off;
 	CREATE EXTENSION pg_turnstile;
 	CREATE TABLE app_log (n int);
+	SELECT turnstile.counter_get('loads the library');
+	CREATE FUNCTION limited(k text) RETURNS boolean LANGUAGE sql
+		SET turnstile.rate_limit_synchronous_commit = on
+		AS $$ SELECT allowed FROM turnstile.rate_limit(k, 10, '1 hour') $$;
+	CREATE FUNCTION log_call() RETURNS trigger LANGUAGE plpgsql
+		AS $$ BEGIN INSERT INTO app_log VALUES (99); RETURN NULL; END $$;
+	VACUUM (FREEZE);
 });
 
 my $case = 0;
 
 # Run $sql in a session of its own; return 'waited' if its commit waits for
 # the standby (then cancel the wait) or 'returned' if it ran to its end,
-# and the session's synchronous_commit afterwards.
+# and the session's synchronous_commit afterwards.  No statement may fail.
 sub commit_outcome
 {
 	my ($sql) = @_;
@@ -69,8 +81,12 @@ sub commit_outcome
 	}
 	# (what the session printed before, the cancelled wait's WARNING too,
 	# comes along on older versions)
-	my ($setting) = $session->query(
-		q{SELECT 'setting: ' || current_setting('synchronous_commit')}) =~ /setting: (\w+)/;
+	my $printed = $session->query(
+		qq{\\echo error: :LAST_ERROR_SQLSTATE\n}
+		  . q{SELECT 'setting: ' || current_setting('synchronous_commit')});
+	my ($error) = $printed =~ /error: (\w+)/;
+	my ($setting) = $printed =~ /setting: (\w+)/;
+	is($error, '00000', "case $case: no statement failed");
 	$session->quit;
 	return ($outcome, $setting);
 }
@@ -136,13 +152,30 @@ is($outcome, 'waited', 'a call rolled back to a savepoint: waits');
 });
 is($outcome, 'waited', 'turnstile.rate_limit_synchronous_commit = on: a call alone waits');
 
+($outcome) = commit_outcome(q{SELECT limited('k9');});
+is($outcome, 'waited', 'the setting on in the SET clause of the function that calls: waits');
+
+# A trigger on the extension's table is the caller's code run inside the
+# call: the call writes through SQL, and the commit waits.
+$node->safe_psql('postgres', q{
+	SET synchronous_commit = off;
+	CREATE TRIGGER log_call AFTER INSERT OR UPDATE ON turnstile.rate_limit
+		FOR EACH ROW EXECUTE FUNCTION log_call();
+});
+($outcome) = commit_outcome(q{SELECT turnstile.rate_limit('k1', 10, '1 hour');});
+is($outcome, 'waited', 'a trigger on turnstile.rate_limit that writes: waits');
+$node->safe_psql('postgres', q{
+	SET synchronous_commit = off;
+	DROP TRIGGER log_call ON turnstile.rate_limit;
+});
+
 # Every commit above happened, waited for or not.
 is($node->safe_psql('postgres', q{
 		SELECT string_agg(key || '=' || count, ' ' ORDER BY key) FROM turnstile.rate_limits}),
-	'k1=1 k2=2 k3=1 k4=1 k5=2 k6=1 k7=1 k8=1', 'every call counted as its transaction said');
+	'k1=2 k2=2 k3=1 k4=1 k5=2 k6=1 k7=1 k8=1 k9=1', 'every call counted as its transaction said');
 is($node->safe_psql('postgres', q{
 		SELECT string_agg(n::text, ' ' ORDER BY n) FROM app_log}),
-	'4 5', 'and every INSERT is there');
+	'4 5 99', 'and every INSERT is there, the trigger\'s too');
 
 $node->stop;
 done_testing();
