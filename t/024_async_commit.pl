@@ -28,11 +28,17 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('async_commit');
-# (allows_streaming keeps max_wal_senders and wal_level at their defaults,
-# 10 and replica, where the test framework would otherwise lower them to 0
-# and minimal; with no WAL sender no commit waits for a standby)
-$node->init(allows_streaming => 1, extra => [ '-E', 'UTF8', '--no-locale' ]);
-$node->append_conf('postgresql.conf', "synchronous_standby_names = 'nobody_connects'");
+# The test framework lowers wal_level to minimal and max_wal_senders to 0
+# unless asked for streaming, which would change other settings too
+# (wal_log_hints, shared_buffers, max_connections): put back PostgreSQL's
+# defaults for these two instead, without which no commit waits for a
+# standby.
+$node->init(extra => [ '-E', 'UTF8', '--no-locale' ]);
+$node->append_conf('postgresql.conf', qq{
+wal_level = replica
+max_wal_senders = 10
+synchronous_standby_names = 'nobody_connects'
+});
 $node->start;
 # (the set-up's own commits would wait for the standby: it runs with
 # synchronous_commit = off.  The VACUUM FREEZE leaves nothing for a
