@@ -44,7 +44,7 @@ $node->safe_psql('postgres',
 	readme_sql_block('Walk-through: a test platform with a pool of accounts'));
 $node->safe_psql('postgres', qq{
 	UPDATE demo.service_config SET login_seconds = 0.05;
-	SELECT turnstile.realm_set('py_short', 'demo.login(bigint)', ttl => '1 second');
+	SELECT turnstile.realm_set('py_short', 'demo.login(bigint)', ttl => '5 seconds');
 	SELECT turnstile.realm_grant('py_short', '$role');
 });
 

@@ -2,7 +2,7 @@
 TURNSTILE_TEST_DRIVER names (psycopg or psycopg2), connecting with the libpq
 connection string TURNSTILE_TEST_DSN as a role with the README's grants.
 The database has the README's login service (realm "default") and a realm
-"py_short" whose credentials last 1 second and have no validate, so that an
+"py_short" whose credentials last 5 seconds and have no validate, so that an
 expired credential means a login.
 
     TURNSTILE_TEST_DRIVER=psycopg2 TURNSTILE_TEST_DSN=... python3 -m unittest -v tests.test_turnstile
@@ -140,7 +140,7 @@ class CredentialsTest(unittest.TestCase):
         creds = Credentials(self.conn, "py_short")
         user_id = int(time.time() * 1000) % 1000000 + 1000
         first = creds.get(user_id)
-        time.sleep(1.2)                 # the credential expires
+        time.sleep(5.2)                 # the credential expires; the 8 processes then start within one ttl
         with multiprocessing.get_context("spawn").Pool(8) as pool:
             got = pool.map(credential_in_another_process, [("py_short", user_id)] * 8)
         self.assertEqual(len(set(got)), 1, "every process got the same credential")
